@@ -1,0 +1,378 @@
+//! The auscope window: menu, frame viewer, timeline, face panel, status bar.
+
+use std::path::PathBuf;
+
+use auscope_core::face::crop::{CropSpec, crop_face};
+use auscope_core::face::DetectorKind;
+use auscope_core::source::{SourceInfo, SourceKind};
+use eframe::egui::{self, ColorImage, Key, TextureHandle, TextureOptions, Vec2};
+
+use crate::viewer::{OverlayOptions, ViewTransform, viewer_ui};
+use crate::worker::{AnalyzedFrame, Reply, Request, Worker};
+
+/// What is on screen for the current frame.
+struct Shown {
+    analyzed: AnalyzedFrame,
+    texture: TextureHandle,
+    crop: Option<(usize, CropSpec, TextureHandle)>,
+}
+
+pub struct AuscopeApp {
+    worker: Worker,
+    device_status: String,
+    source: Option<SourceInfo>,
+    /// Frame the user asked for; `shown` may still be an older one.
+    wanted: usize,
+    requested: Option<usize>,
+    shown: Option<Shown>,
+    selected_face: Option<usize>,
+    overlay: OverlayOptions,
+    show_crop: bool,
+    crop_spec: CropSpec,
+    detector: DetectorKind,
+    view: ViewTransform,
+    /// The last error, shown until dismissed; the app stays usable.
+    error: Option<String>,
+    busy: bool,
+}
+
+impl AuscopeApp {
+    pub fn new(worker: Worker, device_status: String, open: Option<PathBuf>) -> Self {
+        let mut app = AuscopeApp {
+            worker,
+            device_status,
+            source: None,
+            wanted: 0,
+            requested: None,
+            shown: None,
+            selected_face: None,
+            overlay: OverlayOptions { boxes: true, landmarks: true },
+            show_crop: true,
+            crop_spec: CropSpec::Rgb256,
+            detector: DetectorKind::default(),
+            view: ViewTransform::default(),
+            error: None,
+            busy: false,
+        };
+        if let Some(path) = open {
+            app.open(path);
+        }
+        app
+    }
+
+    /// Whether a frame is on screen (tests wait for this).
+    pub fn has_frame(&self) -> bool {
+        self.shown.is_some()
+    }
+
+    /// Faces in the frame on screen.
+    pub fn face_count(&self) -> Option<usize> {
+        self.shown.as_ref().map(|s| s.analyzed.faces.len())
+    }
+
+    /// The error on screen, if any.
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
+
+    pub fn open(&mut self, path: PathBuf) {
+        self.busy = self.worker.send(Request::Open(path));
+    }
+
+    fn go_to(&mut self, index: usize) {
+        let Some(info) = &self.source else { return };
+        self.wanted = index.min(info.frame_count.saturating_sub(1));
+    }
+
+    fn poll_worker(&mut self, ctx: &egui::Context) {
+        while let Ok(reply) = self.worker.replies.try_recv() {
+            match reply {
+                Reply::Opened(Ok(info)) => {
+                    self.source = Some(info);
+                    self.wanted = 0;
+                    self.requested = None;
+                    self.shown = None;
+                    self.selected_face = None;
+                    self.view = ViewTransform::default();
+                    self.error = None;
+                }
+                Reply::Opened(Err(e)) => {
+                    self.busy = false;
+                    self.error = Some(e);
+                }
+                Reply::Frame { index, result } => {
+                    self.busy = false;
+                    match result {
+                        Ok(analyzed) => {
+                            let texture = frame_texture(ctx, &analyzed);
+                            self.selected_face = (!analyzed.faces.is_empty()).then_some(0);
+                            self.shown = Some(Shown { analyzed, texture, crop: None });
+                        }
+                        Err(e) => {
+                            self.error = Some(format!("frame {index}: {e}"));
+                            self.shown = None;
+                        }
+                    }
+                }
+                Reply::Fatal(e) => {
+                    self.busy = false;
+                    self.error = Some(e);
+                }
+            }
+        }
+        if self.source.is_some() && self.requested != Some(self.wanted) && self.worker.send(Request::Frame(self.wanted)) {
+            self.requested = Some(self.wanted);
+            self.busy = true;
+        }
+    }
+
+    fn menu_ui(&mut self, ui: &mut egui::Ui) {
+        egui::MenuBar::new().ui(ui, |ui| {
+            ui.menu_button("File", |ui| {
+                if ui.button("Open image or video…").clicked() {
+                    let picked = rfd::FileDialog::new()
+                        .add_filter(
+                            "Images and videos",
+                            &[
+                                auscope_core::source::IMAGE_EXTENSIONS,
+                                auscope_core::source::VIDEO_EXTENSIONS,
+                            ]
+                            .concat(),
+                        )
+                        .pick_file();
+                    if let Some(path) = picked {
+                        self.open(path);
+                    }
+                    ui.close();
+                }
+                if ui.button("Open folder of images…").clicked() {
+                    if let Some(path) = rfd::FileDialog::new().pick_folder() {
+                        self.open(path);
+                    }
+                    ui.close();
+                }
+                if ui.button("Quit").clicked() {
+                    ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
+                }
+            });
+            ui.menu_button("View", |ui| {
+                ui.checkbox(&mut self.overlay.boxes, "Face boxes");
+                ui.checkbox(&mut self.overlay.landmarks, "68 landmarks");
+                ui.checkbox(&mut self.show_crop, "Model crop");
+                if ui.button("Fit to window").clicked() {
+                    self.view = ViewTransform::default();
+                    ui.close();
+                }
+            });
+            ui.menu_button("Detector", |ui| {
+                for (kind, label) in [(DetectorKind::Full, "BlazeFace full-range (group photos)"), (DetectorKind::Short, "BlazeFace short-range (close-ups)")] {
+                    if ui.radio_value(&mut self.detector, kind, label).clicked() {
+                        self.worker.send(Request::SetDetector(kind));
+                        self.requested = None;
+                    }
+                }
+            });
+        });
+    }
+
+    fn timeline_ui(&mut self, ui: &mut egui::Ui) {
+        let Some(info) = self.source.clone() else {
+            ui.label("File > Open to load an image, a folder of images or a video.");
+            return;
+        };
+        let last = info.frame_count.saturating_sub(1);
+        ui.horizontal(|ui| {
+            if ui.button("⏮").on_hover_text("First frame (Home)").clicked() {
+                self.go_to(0);
+            }
+            if ui.button("◀").on_hover_text("Previous frame (←)").clicked() {
+                self.go_to(self.wanted.saturating_sub(1));
+            }
+            if ui.button("▶").on_hover_text("Next frame (→)").clicked() {
+                self.go_to(self.wanted + 1);
+            }
+            if ui.button("⏭").on_hover_text("Last frame (End)").clicked() {
+                self.go_to(last);
+            }
+            let mut index = self.wanted;
+            ui.spacing_mut().slider_width = (ui.available_width() - 160.0).max(100.0);
+            let slider = egui::Slider::new(&mut index, 0..=last).text(match info.fps {
+                Some(fps) => format!("/ {last}  ({:.2} s)", index as f64 / fps),
+                None => format!("/ {last}"),
+            });
+            if ui.add_enabled(last > 0, slider).changed() {
+                self.go_to(index);
+            }
+        });
+    }
+
+    fn keyboard(&mut self, ctx: &egui::Context) {
+        if ctx.egui_wants_keyboard_input() {
+            return;
+        }
+        let (left, right, home, end) = ctx.input(|i| {
+            (i.key_pressed(Key::ArrowLeft), i.key_pressed(Key::ArrowRight), i.key_pressed(Key::Home), i.key_pressed(Key::End))
+        });
+        if left {
+            self.go_to(self.wanted.saturating_sub(1));
+        }
+        if right {
+            self.go_to(self.wanted + 1);
+        }
+        if home {
+            self.go_to(0);
+        }
+        if end {
+            self.go_to(usize::MAX);
+        }
+    }
+
+    fn face_panel_ui(&mut self, ui: &mut egui::Ui) {
+        let Some(shown) = &mut self.shown else {
+            ui.label("No frame");
+            return;
+        };
+        let faces = &shown.analyzed.faces;
+        ui.heading(format!("{} face(s)", faces.len()));
+        if faces.is_empty() {
+            ui.label("No face found in this frame.");
+            return;
+        }
+        for (i, face) in faces.iter().enumerate() {
+            let b = face.box_xywh();
+            let text = format!("Face {}  score {:.2}  {:.0}x{:.0} px", i + 1, face.detection.score, b[2], b[3]);
+            if ui.selectable_label(self.selected_face == Some(i), text).clicked() {
+                self.selected_face = Some(i);
+            }
+        }
+        if !self.show_crop {
+            return;
+        }
+        ui.separator();
+        egui::ComboBox::from_label("Crop")
+            .selected_text(self.crop_spec.label())
+            .show_ui(ui, |ui| {
+                for spec in CropSpec::ALL {
+                    ui.selectable_value(&mut self.crop_spec, spec, spec.label());
+                }
+            });
+        let Some(face_index) = self.selected_face.filter(|&i| i < faces.len()) else { return };
+        let stale = !matches!(&shown.crop, Some((i, s, _)) if *i == face_index && *s == self.crop_spec);
+        if stale {
+            let crop = crop_face(&shown.analyzed.frame.image, &faces[face_index], self.crop_spec);
+            let rgba = crop.image.to_rgba8();
+            let size = [rgba.width() as usize, rgba.height() as usize];
+            let image = ColorImage::from_rgba_unmultiplied(size, rgba.as_raw());
+            let texture = ui.ctx().load_texture("face-crop", image, TextureOptions::NEAREST);
+            shown.crop = Some((face_index, self.crop_spec, texture));
+        }
+        if let Some((_, spec, texture)) = &shown.crop {
+            let side = spec.size() as f32;
+            ui.add(egui::Image::new(texture).fit_to_exact_size(Vec2::splat(side.min(ui.available_width()))));
+            ui.label("What the AU models see: the detector box, upright, with a 1.25x margin.");
+        }
+    }
+
+    fn status_ui(&self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            ui.label(&self.device_status);
+            ui.separator();
+            if let Some(info) = &self.source {
+                let name = info.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let kind = match info.kind {
+                    SourceKind::Image => "image".to_string(),
+                    SourceKind::Folder => format!("folder, {} images", info.frame_count),
+                    SourceKind::Video => format!(
+                        "video, {} frames at {:.2} fps",
+                        info.frame_count,
+                        info.fps.unwrap_or(0.0)
+                    ),
+                };
+                ui.label(format!("{name} ({kind})"));
+            }
+            if let Some(shown) = &self.shown {
+                let a = &shown.analyzed;
+                ui.separator();
+                ui.label(format!(
+                    "frame {}  {}x{}  decode {:.0} ms, faces {:.0} ms",
+                    a.frame.id.index,
+                    a.frame.image.width(),
+                    a.frame.image.height(),
+                    a.decode_ms,
+                    a.faces_ms
+                ));
+            }
+            if self.busy {
+                ui.spinner();
+            }
+        });
+    }
+}
+
+/// Upload a frame for display, downscaled if it exceeds the GPU's texture limit.
+fn frame_texture(ctx: &egui::Context, analyzed: &AnalyzedFrame) -> TextureHandle {
+    let max_side = ctx.input(|i| i.max_texture_side) as u32;
+    let image = &analyzed.frame.image;
+    let scaled;
+    let shown = if image.width() > max_side || image.height() > max_side {
+        let k = max_side as f32 / image.width().max(image.height()) as f32;
+        let (w, h) = ((image.width() as f32 * k) as u32, (image.height() as f32 * k) as u32);
+        scaled = image::imageops::resize(image.as_ref(), w.max(1), h.max(1), image::imageops::FilterType::Triangle);
+        &scaled
+    } else {
+        image.as_ref()
+    };
+    let color = ColorImage::from_rgb([shown.width() as usize, shown.height() as usize], shown.as_raw());
+    ctx.load_texture("frame", color, TextureOptions::LINEAR)
+}
+
+impl eframe::App for AuscopeApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let ctx = ui.ctx().clone();
+        self.poll_worker(&ctx);
+        self.keyboard(&ctx);
+        for file in ctx.input(|i| i.raw.dropped_files.clone()) {
+            if let Some(path) = file.path {
+                self.open(path);
+            }
+        }
+        egui::Panel::top("menu").show(ui, |ui| self.menu_ui(ui));
+        egui::Panel::bottom("status").show(ui, |ui| self.status_ui(ui));
+        egui::Panel::bottom("timeline").show(ui, |ui| self.timeline_ui(ui));
+        egui::Panel::right("faces").default_size(300.0).show(ui, |ui| {
+            egui::ScrollArea::vertical().show(ui, |ui| self.face_panel_ui(ui));
+        });
+        egui::CentralPanel::default().show(ui, |ui| {
+            if let Some(error) = self.error.clone() {
+                ui.horizontal(|ui| {
+                    ui.colored_label(egui::Color32::from_rgb(255, 110, 110), format!("⚠ {error}"));
+                    if ui.small_button("Dismiss").clicked() {
+                        self.error = None;
+                    }
+                });
+            }
+            match &self.shown {
+                Some(shown) => {
+                    let size = Vec2::new(shown.analyzed.frame.image.width() as f32, shown.analyzed.frame.image.height() as f32);
+                    let clicked = viewer_ui(
+                        ui,
+                        &shown.texture,
+                        size,
+                        &shown.analyzed.faces,
+                        self.selected_face,
+                        self.overlay,
+                        &mut self.view,
+                    );
+                    if clicked.is_some() {
+                        self.selected_face = clicked;
+                    }
+                }
+                None => {
+                    ui.centered_and_justified(|ui| {
+                        ui.label(if self.busy { "Loading…" } else { "Open an image, a folder or a video (File > Open, or drop a file here)." });
+                    });
+                }
+            }
+        });
+    }
+}

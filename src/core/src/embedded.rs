@@ -1,0 +1,22 @@
+//! Weights shipped inside the binary, so the app runs with no downloads.
+//! Provenance and licences: models/README.md.
+
+pub struct EmbeddedGraph {
+    pub name: &'static str,
+    pub graph_json: &'static [u8],
+    pub weights: &'static [u8],
+}
+
+macro_rules! embedded_graph {
+    ($name:literal) => {
+        EmbeddedGraph {
+            name: $name,
+            graph_json: include_bytes!(concat!("../../../models/", $name, "/graph.json")),
+            weights: include_bytes!(concat!("../../../models/", $name, "/weights.safetensors")),
+        }
+    };
+}
+
+pub const BLAZEFACE_SHORT: EmbeddedGraph = embedded_graph!("blazeface_short");
+pub const BLAZEFACE_FULL: EmbeddedGraph = embedded_graph!("blazeface_full");
+pub const FACE_LANDMARKER: EmbeddedGraph = embedded_graph!("face_landmarker");

@@ -1,0 +1,170 @@
+//! Frames and the geometry that maps between a frame and a face crop.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use image::{GrayImage, RgbImage};
+
+use crate::error::CoreError;
+
+/// Where a frame comes from: its index within its source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct FrameId {
+    pub index: usize,
+}
+
+/// One decoded RGB frame. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub id: FrameId,
+    pub image: Arc<RgbImage>,
+}
+
+/// Largest side accepted, so a hostile file cannot exhaust memory.
+pub const MAX_IMAGE_SIDE: u32 = 16_384;
+
+/// Decode an image file to RGB (grayscale and alpha images are converted;
+/// alpha is dropped). Errors name the file and the reason.
+pub fn load_image(path: &Path) -> Result<RgbImage, CoreError> {
+    let reader = image::ImageReader::open(path)
+        .map_err(|e| CoreError::Io { path: path.to_owned(), reason: e.to_string() })?
+        .with_guessed_format()
+        .map_err(|e| CoreError::Io { path: path.to_owned(), reason: e.to_string() })?;
+    let (width, height) = reader
+        .into_dimensions()
+        .map_err(|e| CoreError::Image { path: path.to_owned(), reason: e.to_string() })?;
+    if width > MAX_IMAGE_SIDE || height > MAX_IMAGE_SIDE {
+        return Err(CoreError::TooLarge { path: path.to_owned(), width, height, limit: MAX_IMAGE_SIDE });
+    }
+    let mut reader = image::ImageReader::open(path)
+        .map_err(|e| CoreError::Io { path: path.to_owned(), reason: e.to_string() })?
+        .with_guessed_format()
+        .map_err(|e| CoreError::Io { path: path.to_owned(), reason: e.to_string() })?;
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(2 << 30);
+    reader.limits(limits);
+    let decoded = reader
+        .decode()
+        .map_err(|e| CoreError::Image { path: path.to_owned(), reason: e.to_string() })?;
+    Ok(decoded.to_rgb8())
+}
+
+/// A rotated square region of a frame, in frame pixels: what a face crop shows.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Roi {
+    pub center: [f32; 2],
+    pub side: f32,
+    /// Radians; the crop's x axis points along (cos, sin) in the frame.
+    pub angle: f32,
+}
+
+impl Roi {
+    /// Map a point in normalised crop coordinates ([0,1]^2) to frame pixels.
+    pub fn frame_from_crop(&self, [u, v]: [f32; 2]) -> [f32; 2] {
+        let (s, c) = self.angle.sin_cos();
+        let (x, y) = ((u - 0.5) * self.side, (v - 0.5) * self.side);
+        [self.center[0] + c * x - s * y, self.center[1] + s * x + c * y]
+    }
+
+    /// Map a frame pixel to normalised crop coordinates; inverse of `frame_from_crop`.
+    pub fn crop_from_frame(&self, [px, py]: [f32; 2]) -> [f32; 2] {
+        let (s, c) = self.angle.sin_cos();
+        let (x, y) = (px - self.center[0], py - self.center[1]);
+        [(c * x + s * y) / self.side + 0.5, (-s * x + c * y) / self.side + 0.5]
+    }
+}
+
+/// Bilinear-sample `roi` of `image` into an `out x out` RGB buffer (HWC, 0..255).
+/// Pixel centres sit at +0.5; samples outside the frame read as black, which
+/// is also how MediaPipe pads its letterbox and rotated crops.
+pub fn warp(image: &RgbImage, roi: &Roi, out: usize) -> Vec<f32> {
+    let (w, h) = (image.width() as i64, image.height() as i64);
+    let raw = image.as_raw();
+    let (s, c) = roi.angle.sin_cos();
+    let mut buf = vec![0.0f32; out * out * 3];
+    let texel = |x: i64, y: i64, ch: usize| -> f32 {
+        if x < 0 || y < 0 || x >= w || y >= h {
+            0.0
+        } else {
+            raw[((y * w + x) * 3) as usize + ch] as f32
+        }
+    };
+    for j in 0..out {
+        let t = (j as f32 + 0.5) / out as f32 - 0.5;
+        for i in 0..out {
+            let u = (i as f32 + 0.5) / out as f32 - 0.5;
+            let px = roi.center[0] + (c * u - s * t) * roi.side - 0.5;
+            let py = roi.center[1] + (s * u + c * t) * roi.side - 0.5;
+            let (x0, y0) = (px.floor(), py.floor());
+            let (fx, fy) = (px - x0, py - y0);
+            let (x0, y0) = (x0 as i64, y0 as i64);
+            for ch in 0..3 {
+                let top = texel(x0, y0, ch) * (1.0 - fx) + texel(x0 + 1, y0, ch) * fx;
+                let bottom = texel(x0, y0 + 1, ch) * (1.0 - fx) + texel(x0 + 1, y0 + 1, ch) * fx;
+                buf[(j * out + i) * 3 + ch] = top * (1.0 - fy) + bottom * fy;
+            }
+        }
+    }
+    buf
+}
+
+/// Stack HWC crops of side `size` into an NCHW tensor, mapping 0..255 to
+/// `scale * v + offset`.
+pub fn crops_to_tensor(crops: &[Vec<f32>], size: usize, scale: f32, offset: f32, device: &Device) -> Tensor<4> {
+    let n = crops.len();
+    let mut data = Vec::with_capacity(n * 3 * size * size);
+    for crop in crops {
+        for ch in 0..3 {
+            data.extend(crop.chunks_exact(3).map(|px| px[ch] * scale + offset));
+        }
+    }
+    Tensor::from_data(TensorData::new(data, [n, 3, size, size]), device)
+}
+
+/// Round a sampled HWC buffer back to an 8-bit RGB image.
+pub fn to_rgb_image(buf: &[f32], size: usize) -> RgbImage {
+    let bytes = buf.iter().map(|v| v.round().clamp(0.0, 255.0) as u8).collect();
+    RgbImage::from_raw(size as u32, size as u32, bytes).unwrap_or_else(|| RgbImage::new(size as u32, size as u32))
+}
+
+/// ITU-R BT.601 luma, as OpenCV's and PIL's RGB->gray conversions compute it.
+pub fn to_gray_image(rgb: &RgbImage) -> GrayImage {
+    GrayImage::from_fn(rgb.width(), rgb.height(), |x, y| {
+        let p = rgb.get_pixel(x, y).0;
+        let l = 0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32;
+        image::Luma([l.round().clamp(0.0, 255.0) as u8])
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roi_maps_round_trip() {
+        let roi = Roi { center: [100.0, 50.0], side: 40.0, angle: 0.3 };
+        let p = roi.frame_from_crop([0.2, 0.9]);
+        let q = roi.crop_from_frame(p);
+        assert!((q[0] - 0.2).abs() < 1e-5 && (q[1] - 0.9).abs() < 1e-5, "{q:?}");
+        assert_eq!(roi.frame_from_crop([0.5, 0.5]), [100.0, 50.0]);
+    }
+
+    #[test]
+    fn warp_identity_reproduces_pixels() {
+        let img = RgbImage::from_fn(8, 8, |x, y| image::Rgb([(x * 30) as u8, (y * 30) as u8, 7]));
+        let roi = Roi { center: [4.0, 4.0], side: 8.0, angle: 0.0 };
+        let out = warp(&img, &roi, 8);
+        for (i, px) in out.chunks_exact(3).enumerate() {
+            let (x, y) = (i % 8, i / 8);
+            assert_eq!(px, &[(x * 30) as f32, (y * 30) as f32, 7.0]);
+        }
+    }
+
+    #[test]
+    fn warp_outside_is_black() {
+        let img = RgbImage::from_pixel(4, 4, image::Rgb([255, 255, 255]));
+        let roi = Roi { center: [100.0, 100.0], side: 4.0, angle: 0.0 };
+        assert!(warp(&img, &roi, 4).iter().all(|&v| v == 0.0));
+    }
+}

@@ -1,0 +1,16 @@
+//! auscope's core: frames, faces, models, explainers, training, annotation
+//! store and jobs. No GUI code lives here.
+//!
+//! Data flow: `FrameSource -> Frame -> FacePipeline -> Face -> FaceCrop -> models`.
+
+pub mod compute;
+pub mod embedded;
+pub mod error;
+pub mod face;
+pub mod frame;
+pub mod graph;
+pub mod report;
+pub mod source;
+
+pub use compute::{Compute, DeviceChoice};
+pub use error::CoreError;

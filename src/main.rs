@@ -1,0 +1,42 @@
+//! auscope-gui: the desktop app. `auscope-gui [FILE]` opens FILE at start.
+
+use auscope_app::app::AuscopeApp;
+use auscope_app::gpu::wgpu_configuration;
+use auscope_app::worker::Worker;
+use auscope_core::{Compute, DeviceChoice};
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args_os().skip(1);
+    let mut device = DeviceChoice::Auto;
+    let mut open = None;
+    while let Some(arg) = args.next() {
+        match arg.to_str() {
+            Some("--device") => {
+                let value = args.next().and_then(|v| v.into_string().ok()).unwrap_or_default();
+                device = value.parse().map_err(anyhow::Error::msg)?;
+            }
+            Some("--help" | "-h") => {
+                println!("usage: auscope-gui [--device auto|wgpu|cpu] [IMAGE|FOLDER|VIDEO]");
+                return Ok(());
+            }
+            _ => open = Some(std::path::PathBuf::from(arg)),
+        }
+    }
+    let compute = Compute::init(device)?;
+    let status = compute.status_line();
+    let options = eframe::NativeOptions {
+        viewport: eframe::egui::ViewportBuilder::default().with_inner_size([1280.0, 800.0]).with_title("auscope"),
+        wgpu_options: wgpu_configuration(&compute),
+        ..Default::default()
+    };
+    eframe::run_native(
+        "auscope",
+        options,
+        Box::new(move |cc| {
+            let ctx = cc.egui_ctx.clone();
+            let worker = Worker::spawn(compute.device.clone(), Box::new(move || ctx.request_repaint()))?;
+            Ok(Box::new(AuscopeApp::new(worker, status, open)))
+        }),
+    )
+    .map_err(|e| anyhow::anyhow!("window: {e}"))
+}

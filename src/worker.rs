@@ -1,0 +1,130 @@
+//! The named background thread that decodes frames and finds faces, so the
+//! UI never blocks on FFmpeg or the models. It talks to the UI through
+//! bounded channels; when requests pile up (scrubbing), only the newest frame
+//! request is served.
+
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use auscope_core::face::{DetectorKind, Face, FacePipeline};
+use auscope_core::frame::Frame;
+use auscope_core::source::{FrameSource, SourceInfo, open_source};
+use burn::tensor::Device;
+
+pub enum Request {
+    Open(PathBuf),
+    Frame(usize),
+    SetDetector(DetectorKind),
+}
+
+/// A frame with its faces, ready to show.
+pub struct AnalyzedFrame {
+    pub frame: Frame,
+    pub faces: Vec<Face>,
+    pub decode_ms: f64,
+    pub faces_ms: f64,
+}
+
+pub enum Reply {
+    Opened(Result<SourceInfo, String>),
+    Frame { index: usize, result: Result<AnalyzedFrame, String> },
+    /// The models could not be loaded; nothing can be analysed.
+    Fatal(String),
+}
+
+pub struct Worker {
+    requests: SyncSender<Request>,
+    pub replies: Receiver<Reply>,
+    _thread: JoinHandle<()>,
+}
+
+impl Worker {
+    /// `repaint` is called after each reply so the UI wakes up to read it.
+    pub fn spawn(device: Device, repaint: Box<dyn Fn() + Send>) -> std::io::Result<Self> {
+        let (req_tx, req_rx) = sync_channel::<Request>(64);
+        let (rep_tx, rep_rx) = sync_channel::<Reply>(8);
+        let thread = std::thread::Builder::new()
+            .name("auscope-frames".into())
+            .spawn(move || serve(device, req_rx, rep_tx, repaint))?;
+        Ok(Worker { requests: req_tx, replies: rep_rx, _thread: thread })
+    }
+
+    /// Queue a request; a full queue drops it (the UI asks again on the next interaction).
+    pub fn send(&self, request: Request) -> bool {
+        self.requests.try_send(request).is_ok()
+    }
+}
+
+fn serve(device: Device, requests: Receiver<Request>, replies: SyncSender<Reply>, repaint: Box<dyn Fn() + Send>) {
+    let reply = |r: Reply| {
+        let ok = replies.send(r).is_ok();
+        repaint();
+        ok
+    };
+    let mut detector = DetectorKind::default();
+    let mut pipeline = match FacePipeline::new(detector, &device) {
+        Ok(p) => p,
+        Err(e) => {
+            reply(Reply::Fatal(format!("face models failed to load: {e}")));
+            return;
+        }
+    };
+    let mut source: Option<Box<dyn FrameSource>> = None;
+    while let Ok(first) = requests.recv() {
+        // Coalesce: opens and detector changes all apply; only the last frame request is served.
+        let mut batch = vec![first];
+        loop {
+            match requests.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return,
+            }
+        }
+        let last_frame = batch.iter().rposition(|r| matches!(r, Request::Frame(_)));
+        for (i, request) in batch.into_iter().enumerate() {
+            let alive = match request {
+                Request::Open(path) => {
+                    let opened = open_source(&path);
+                    let info = opened.as_ref().map(|s| s.info().clone()).map_err(|e| e.to_string());
+                    if let Ok(s) = opened {
+                        source = Some(s);
+                    }
+                    reply(Reply::Opened(info))
+                }
+                Request::SetDetector(kind) if kind != detector => match FacePipeline::new(kind, &device) {
+                    Ok(p) => {
+                        pipeline = p;
+                        detector = kind;
+                        true
+                    }
+                    Err(e) => reply(Reply::Fatal(format!("detector failed to load: {e}"))),
+                },
+                Request::SetDetector(_) => true,
+                Request::Frame(index) if Some(i) == last_frame => match source.as_mut() {
+                    Some(s) => reply(Reply::Frame { index, result: analyze(s.as_mut(), &pipeline, index) }),
+                    None => true,
+                },
+                Request::Frame(_) => true,
+            };
+            if !alive {
+                return;
+            }
+        }
+    }
+}
+
+fn analyze(source: &mut dyn FrameSource, pipeline: &FacePipeline, index: usize) -> Result<AnalyzedFrame, String> {
+    let t0 = Instant::now();
+    let frame = source.frame(index).map_err(|e| e.to_string())?;
+    let t1 = Instant::now();
+    let faces = pipeline.faces(&frame.image).map_err(|e| e.to_string())?;
+    let t2 = Instant::now();
+    Ok(AnalyzedFrame {
+        frame,
+        faces,
+        decode_ms: (t1 - t0).as_secs_f64() * 1e3,
+        faces_ms: (t2 - t1).as_secs_f64() * 1e3,
+    })
+}
