@@ -36,7 +36,11 @@ struct Row {
 fn main() {
     let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared");
     let video = shared.join("data/video/single_face.mp4");
-    assert!(video.exists(), "needs ../shared/data (missing {})", video.display());
+    assert!(
+        video.exists(),
+        "needs ../shared/data (missing {})",
+        video.display()
+    );
 
     let mut source = open_source(&video).expect("video");
     let frames = source.info().frame_count;
@@ -60,13 +64,26 @@ fn main() {
         let det_full = FaceDetector::new(DetectorKind::Full, device).expect("detector");
         let det_short = FaceDetector::new(DetectorKind::Short, device).expect("detector");
         let lm = Landmarker::new(device).expect("landmarker");
-        let face = det_full.detect(&image).expect("detect").into_iter().next().expect("a face");
+        let face = det_full
+            .detect(&image)
+            .expect("detect")
+            .into_iter()
+            .next()
+            .expect("a face");
         let roi: Roi = landmarker::roi_from_detection(&face);
-        full.push(mean_ms(ITERS, || drop(det_full.detect(&image).expect("detect"))));
-        short.push(mean_ms(ITERS, || drop(det_short.detect(&image).expect("detect"))));
-        marks.push(mean_ms(ITERS, || drop(lm.landmarks(&image, &[roi]).expect("landmarks"))));
+        full.push(mean_ms(ITERS, || {
+            drop(det_full.detect(&image).expect("detect"))
+        }));
+        short.push(mean_ms(ITERS, || {
+            drop(det_short.detect(&image).expect("detect"))
+        }));
+        marks.push(mean_ms(ITERS, || {
+            drop(lm.landmarks(&image, &[roi]).expect("landmarks"))
+        }));
     }
-    let warp_ms = mean_ms(ITERS, || drop(warp(&image, &FaceDetector::letterbox(&image), 192)));
+    let warp_ms = mean_ms(ITERS, || {
+        drop(warp(&image, &FaceDetector::letterbox(&image), 192))
+    });
 
     let reference = std::process::Command::new("python3")
         .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/bench_tflite.py"))
@@ -79,17 +96,59 @@ fn main() {
     let r = |key: &str| reference.as_ref().and_then(|v| v[key].as_f64());
 
     let rows = [
-        Row { stage: "video decode (640x360, ffmpeg)", cpu: decode_ms, gpu: None, reference: None },
-        Row { stage: "crop/letterbox warp (192)", cpu: warp_ms, gpu: None, reference: None },
-        Row { stage: "detect, full-range (192)", cpu: full[0], gpu: full.get(1).copied(), reference: r("detect_full_ms") },
-        Row { stage: "detect, short-range (128)", cpu: short[0], gpu: short.get(1).copied(), reference: r("detect_short_ms") },
-        Row { stage: "landmarks, 1 face (256)", cpu: marks[0], gpu: marks.get(1).copied(), reference: r("landmarks_ms") },
+        Row {
+            stage: "video decode (640x360, ffmpeg)",
+            cpu: decode_ms,
+            gpu: None,
+            reference: None,
+        },
+        Row {
+            stage: "crop/letterbox warp (192)",
+            cpu: warp_ms,
+            gpu: None,
+            reference: None,
+        },
+        Row {
+            stage: "detect, full-range (192)",
+            cpu: full[0],
+            gpu: full.get(1).copied(),
+            reference: r("detect_full_ms"),
+        },
+        Row {
+            stage: "detect, short-range (128)",
+            cpu: short[0],
+            gpu: short.get(1).copied(),
+            reference: r("detect_short_ms"),
+        },
+        Row {
+            stage: "landmarks, 1 face (256)",
+            cpu: marks[0],
+            gpu: marks.get(1).copied(),
+            reference: r("landmarks_ms"),
+        },
     ];
-    println!("auscope pipeline benchmark, mean ms per frame over {ITERS} runs (frame {}x{})", image.width(), image.height());
-    println!("wgpu device: {}", gpu.as_ref().map_or("unavailable".into(), |c| c.name.clone()));
-    println!("burn columns: whole stage (crop, network, read-back, decoding); reference: MediaPipe TFLite via ai-edge-litert, CPU, 2 threads, network only{}", if reference.is_none() { " (unavailable)" } else { "" });
+    println!(
+        "auscope pipeline benchmark, mean ms per frame over {ITERS} runs (frame {}x{})",
+        image.width(),
+        image.height()
+    );
+    println!(
+        "wgpu device: {}",
+        gpu.as_ref()
+            .map_or("unavailable".into(), |c| c.name.clone())
+    );
+    println!(
+        "burn columns: whole stage (crop, network, read-back, decoding); reference: MediaPipe TFLite via ai-edge-litert, CPU, 2 threads, network only{}",
+        if reference.is_none() {
+            " (unavailable)"
+        } else {
+            ""
+        }
+    );
     println!();
-    println!("| stage | burn cpu (Flex) ms | burn wgpu ms | TFLite ms | cpu / TFLite | wgpu / TFLite |");
+    println!(
+        "| stage | burn cpu (Flex) ms | burn wgpu ms | TFLite ms | cpu / TFLite | wgpu / TFLite |"
+    );
     println!("|---|---:|---:|---:|---:|---:|");
     let fmt = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.2}"));
     let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use auscope_core::face::crop::{CropSpec, crop_face};
 use auscope_core::face::DetectorKind;
+use auscope_core::face::crop::{CropSpec, crop_face};
 use auscope_core::source::{SourceInfo, SourceKind};
 use eframe::egui::{self, ColorImage, Key, TextureHandle, TextureOptions, Vec2};
 
@@ -28,6 +28,7 @@ pub struct AuscopeApp {
     selected_face: Option<usize>,
     overlay: OverlayOptions,
     show_crop: bool,
+    show_timings: bool,
     crop_spec: CropSpec,
     detector: DetectorKind,
     view: ViewTransform,
@@ -46,8 +47,12 @@ impl AuscopeApp {
             requested: None,
             shown: None,
             selected_face: None,
-            overlay: OverlayOptions { boxes: true, landmarks: true },
+            overlay: OverlayOptions {
+                boxes: true,
+                landmarks: true,
+            },
             show_crop: true,
+            show_timings: true,
             crop_spec: CropSpec::Rgb256,
             detector: DetectorKind::default(),
             view: ViewTransform::default(),
@@ -68,6 +73,11 @@ impl AuscopeApp {
     /// Faces in the frame on screen.
     pub fn face_count(&self) -> Option<usize> {
         self.shown.as_ref().map(|s| s.analyzed.faces.len())
+    }
+
+    /// Show or hide per-frame timings in the status bar (View > Frame timings).
+    pub fn set_show_timings(&mut self, show: bool) {
+        self.show_timings = show;
     }
 
     /// The error on screen, if any.
@@ -106,7 +116,11 @@ impl AuscopeApp {
                         Ok(analyzed) => {
                             let texture = frame_texture(ctx, &analyzed);
                             self.selected_face = (!analyzed.faces.is_empty()).then_some(0);
-                            self.shown = Some(Shown { analyzed, texture, crop: None });
+                            self.shown = Some(Shown {
+                                analyzed,
+                                texture,
+                                crop: None,
+                            });
                         }
                         Err(e) => {
                             self.error = Some(format!("frame {index}: {e}"));
@@ -120,7 +134,10 @@ impl AuscopeApp {
                 }
             }
         }
-        if self.source.is_some() && self.requested != Some(self.wanted) && self.worker.send(Request::Frame(self.wanted)) {
+        if self.source.is_some()
+            && self.requested != Some(self.wanted)
+            && self.worker.send(Request::Frame(self.wanted))
+        {
             self.requested = Some(self.wanted);
             self.busy = true;
         }
@@ -159,13 +176,17 @@ impl AuscopeApp {
                 ui.checkbox(&mut self.overlay.boxes, "Face boxes");
                 ui.checkbox(&mut self.overlay.landmarks, "68 landmarks");
                 ui.checkbox(&mut self.show_crop, "Model crop");
+                ui.checkbox(&mut self.show_timings, "Frame timings");
                 if ui.button("Fit to window").clicked() {
                     self.view = ViewTransform::default();
                     ui.close();
                 }
             });
             ui.menu_button("Detector", |ui| {
-                for (kind, label) in [(DetectorKind::Full, "BlazeFace full-range (group photos)"), (DetectorKind::Short, "BlazeFace short-range (close-ups)")] {
+                for (kind, label) in [
+                    (DetectorKind::Full, "BlazeFace full-range (group photos)"),
+                    (DetectorKind::Short, "BlazeFace short-range (close-ups)"),
+                ] {
                     if ui.radio_value(&mut self.detector, kind, label).clicked() {
                         self.worker.send(Request::SetDetector(kind));
                         self.requested = None;
@@ -182,24 +203,29 @@ impl AuscopeApp {
         };
         let last = info.frame_count.saturating_sub(1);
         ui.horizontal(|ui| {
-            if ui.button("⏮").on_hover_text("First frame (Home)").clicked() {
+            if ui
+                .button("|<")
+                .on_hover_text("First frame (Home)")
+                .clicked()
+            {
                 self.go_to(0);
             }
-            if ui.button("◀").on_hover_text("Previous frame (←)").clicked() {
+            if ui.button("<").on_hover_text("Previous frame (←)").clicked() {
                 self.go_to(self.wanted.saturating_sub(1));
             }
-            if ui.button("▶").on_hover_text("Next frame (→)").clicked() {
+            if ui.button(">").on_hover_text("Next frame (→)").clicked() {
                 self.go_to(self.wanted + 1);
             }
-            if ui.button("⏭").on_hover_text("Last frame (End)").clicked() {
+            if ui.button(">|").on_hover_text("Last frame (End)").clicked() {
                 self.go_to(last);
             }
             let mut index = self.wanted;
-            ui.spacing_mut().slider_width = (ui.available_width() - 160.0).max(100.0);
-            let slider = egui::Slider::new(&mut index, 0..=last).text(match info.fps {
+            let label = match info.fps {
                 Some(fps) => format!("/ {last}  ({:.2} s)", index as f64 / fps),
                 None => format!("/ {last}"),
-            });
+            };
+            ui.spacing_mut().slider_width = (ui.available_width() - 160.0).max(100.0);
+            let slider = egui::Slider::new(&mut index, 0..=last).text(label);
             if ui.add_enabled(last > 0, slider).changed() {
                 self.go_to(index);
             }
@@ -211,7 +237,12 @@ impl AuscopeApp {
             return;
         }
         let (left, right, home, end) = ctx.input(|i| {
-            (i.key_pressed(Key::ArrowLeft), i.key_pressed(Key::ArrowRight), i.key_pressed(Key::Home), i.key_pressed(Key::End))
+            (
+                i.key_pressed(Key::ArrowLeft),
+                i.key_pressed(Key::ArrowRight),
+                i.key_pressed(Key::Home),
+                i.key_pressed(Key::End),
+            )
         });
         if left {
             self.go_to(self.wanted.saturating_sub(1));
@@ -240,8 +271,17 @@ impl AuscopeApp {
         }
         for (i, face) in faces.iter().enumerate() {
             let b = face.box_xywh();
-            let text = format!("Face {}  score {:.2}  {:.0}x{:.0} px", i + 1, face.detection.score, b[2], b[3]);
-            if ui.selectable_label(self.selected_face == Some(i), text).clicked() {
+            let text = format!(
+                "Face {}  score {:.2}  {:.0}x{:.0} px",
+                i + 1,
+                face.detection.score,
+                b[2],
+                b[3]
+            );
+            if ui
+                .selectable_label(self.selected_face == Some(i), text)
+                .clicked()
+            {
                 self.selected_face = Some(i);
             }
         }
@@ -249,26 +289,38 @@ impl AuscopeApp {
             return;
         }
         ui.separator();
-        egui::ComboBox::from_label("Crop")
+        egui::ComboBox::from_label("Model crop")
             .selected_text(self.crop_spec.label())
             .show_ui(ui, |ui| {
                 for spec in CropSpec::ALL {
                     ui.selectable_value(&mut self.crop_spec, spec, spec.label());
                 }
             });
-        let Some(face_index) = self.selected_face.filter(|&i| i < faces.len()) else { return };
-        let stale = !matches!(&shown.crop, Some((i, s, _)) if *i == face_index && *s == self.crop_spec);
+        let Some(face_index) = self.selected_face.filter(|&i| i < faces.len()) else {
+            return;
+        };
+        let stale =
+            !matches!(&shown.crop, Some((i, s, _)) if *i == face_index && *s == self.crop_spec);
         if stale {
-            let crop = crop_face(&shown.analyzed.frame.image, &faces[face_index], self.crop_spec);
+            let crop = crop_face(
+                &shown.analyzed.frame.image,
+                &faces[face_index],
+                self.crop_spec,
+            );
             let rgba = crop.image.to_rgba8();
             let size = [rgba.width() as usize, rgba.height() as usize];
             let image = ColorImage::from_rgba_unmultiplied(size, rgba.as_raw());
-            let texture = ui.ctx().load_texture("face-crop", image, TextureOptions::NEAREST);
+            let texture = ui
+                .ctx()
+                .load_texture("face-crop", image, TextureOptions::NEAREST);
             shown.crop = Some((face_index, self.crop_spec, texture));
         }
         if let Some((_, spec, texture)) = &shown.crop {
             let side = spec.size() as f32;
-            ui.add(egui::Image::new(texture).fit_to_exact_size(Vec2::splat(side.min(ui.available_width()))));
+            ui.add(
+                egui::Image::new(texture)
+                    .fit_to_exact_size(Vec2::splat(side.min(ui.available_width()))),
+            );
             ui.label("What the AU models see: the detector box, upright, with a 1.25x margin.");
         }
     }
@@ -278,7 +330,11 @@ impl AuscopeApp {
             ui.label(&self.device_status);
             ui.separator();
             if let Some(info) = &self.source {
-                let name = info.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let name = info
+                    .path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 let kind = match info.kind {
                     SourceKind::Image => "image".to_string(),
                     SourceKind::Folder => format!("folder, {} images", info.frame_count),
@@ -294,13 +350,17 @@ impl AuscopeApp {
                 let a = &shown.analyzed;
                 ui.separator();
                 ui.label(format!(
-                    "frame {}  {}x{}  decode {:.0} ms, faces {:.0} ms",
+                    "frame {}  {}x{}",
                     a.frame.id.index,
                     a.frame.image.width(),
-                    a.frame.image.height(),
-                    a.decode_ms,
-                    a.faces_ms
+                    a.frame.image.height()
                 ));
+                if self.show_timings {
+                    ui.label(format!(
+                        "decode {:.0} ms, faces {:.0} ms",
+                        a.decode_ms, a.faces_ms
+                    ));
+                }
             }
             if self.busy {
                 ui.spinner();
@@ -316,13 +376,24 @@ fn frame_texture(ctx: &egui::Context, analyzed: &AnalyzedFrame) -> TextureHandle
     let scaled;
     let shown = if image.width() > max_side || image.height() > max_side {
         let k = max_side as f32 / image.width().max(image.height()) as f32;
-        let (w, h) = ((image.width() as f32 * k) as u32, (image.height() as f32 * k) as u32);
-        scaled = image::imageops::resize(image.as_ref(), w.max(1), h.max(1), image::imageops::FilterType::Triangle);
+        let (w, h) = (
+            (image.width() as f32 * k) as u32,
+            (image.height() as f32 * k) as u32,
+        );
+        scaled = image::imageops::resize(
+            image.as_ref(),
+            w.max(1),
+            h.max(1),
+            image::imageops::FilterType::Triangle,
+        );
         &scaled
     } else {
         image.as_ref()
     };
-    let color = ColorImage::from_rgb([shown.width() as usize, shown.height() as usize], shown.as_raw());
+    let color = ColorImage::from_rgb(
+        [shown.width() as usize, shown.height() as usize],
+        shown.as_raw(),
+    );
     ctx.load_texture("frame", color, TextureOptions::LINEAR)
 }
 
@@ -331,21 +402,32 @@ impl eframe::App for AuscopeApp {
         let ctx = ui.ctx().clone();
         self.poll_worker(&ctx);
         self.keyboard(&ctx);
-        for file in ctx.input(|i| i.raw.dropped_files.clone()) {
-            if let Some(path) = file.path {
-                self.open(path);
-            }
+        let dropped = ctx.input(|i| {
+            i.raw
+                .dropped_files
+                .iter()
+                .map(|f| f.path().to_path_buf())
+                .collect::<Vec<_>>()
+        });
+        if let Some(path) = dropped.into_iter().next() {
+            self.open(path);
         }
         egui::Panel::top("menu").show(ui, |ui| self.menu_ui(ui));
         egui::Panel::bottom("status").show(ui, |ui| self.status_ui(ui));
         egui::Panel::bottom("timeline").show(ui, |ui| self.timeline_ui(ui));
-        egui::Panel::right("faces").default_size(300.0).show(ui, |ui| {
-            egui::ScrollArea::vertical().show(ui, |ui| self.face_panel_ui(ui));
-        });
+        egui::Panel::right("faces")
+            .default_size(300.0)
+            .min_size(280.0)
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical().show(ui, |ui| self.face_panel_ui(ui));
+            });
         egui::CentralPanel::default().show(ui, |ui| {
             if let Some(error) = self.error.clone() {
                 ui.horizontal(|ui| {
-                    ui.colored_label(egui::Color32::from_rgb(255, 110, 110), format!("⚠ {error}"));
+                    ui.colored_label(
+                        egui::Color32::from_rgb(255, 110, 110),
+                        format!("Error: {error}"),
+                    );
                     if ui.small_button("Dismiss").clicked() {
                         self.error = None;
                     }
@@ -353,7 +435,10 @@ impl eframe::App for AuscopeApp {
             }
             match &self.shown {
                 Some(shown) => {
-                    let size = Vec2::new(shown.analyzed.frame.image.width() as f32, shown.analyzed.frame.image.height() as f32);
+                    let size = Vec2::new(
+                        shown.analyzed.frame.image.width() as f32,
+                        shown.analyzed.frame.image.height() as f32,
+                    );
                     let clicked = viewer_ui(
                         ui,
                         &shown.texture,
@@ -369,7 +454,11 @@ impl eframe::App for AuscopeApp {
                 }
                 None => {
                     ui.centered_and_justified(|ui| {
-                        ui.label(if self.busy { "Loading…" } else { "Open an image, a folder or a video (File > Open, or drop a file here)." });
+                        ui.label(if self.busy {
+                            "Loading…"
+                        } else {
+                            "Open an image, a folder or a video (File > Open, or drop a file here)."
+                        });
                     });
                 }
             }

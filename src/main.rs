@@ -12,7 +12,10 @@ fn main() -> anyhow::Result<()> {
     while let Some(arg) = args.next() {
         match arg.to_str() {
             Some("--device") => {
-                let value = args.next().and_then(|v| v.into_string().ok()).unwrap_or_default();
+                let value = args
+                    .next()
+                    .and_then(|v| v.into_string().ok())
+                    .unwrap_or_default();
                 device = value.parse().map_err(anyhow::Error::msg)?;
             }
             Some("--help" | "-h") => {
@@ -25,7 +28,9 @@ fn main() -> anyhow::Result<()> {
     let compute = Compute::init(device)?;
     let status = compute.status_line();
     let options = eframe::NativeOptions {
-        viewport: eframe::egui::ViewportBuilder::default().with_inner_size([1280.0, 800.0]).with_title("auscope"),
+        viewport: eframe::egui::ViewportBuilder::default()
+            .with_inner_size([1280.0, 800.0])
+            .with_title("auscope"),
         wgpu_options: wgpu_configuration(&compute),
         ..Default::default()
     };
@@ -34,7 +39,10 @@ fn main() -> anyhow::Result<()> {
         options,
         Box::new(move |cc| {
             let ctx = cc.egui_ctx.clone();
-            let worker = Worker::spawn(compute.device.clone(), Box::new(move || ctx.request_repaint()))?;
+            let worker = Worker::spawn(
+                compute.device.clone(),
+                Box::new(move || ctx.request_repaint()),
+            )?;
             Ok(Box::new(AuscopeApp::new(worker, status, open)))
         }),
     )

@@ -14,7 +14,10 @@ pub struct ViewTransform {
 
 impl Default for ViewTransform {
     fn default() -> Self {
-        ViewTransform { zoom: 1.0, pan: Vec2::ZERO }
+        ViewTransform {
+            zoom: 1.0,
+            pan: Vec2::ZERO,
+        }
     }
 }
 
@@ -25,7 +28,11 @@ pub struct OverlayOptions {
 }
 
 /// Frame pixels -> screen points for a frame of `size` shown in `view`.
-pub fn screen_from_frame(view: Rect, size: Vec2, t: &ViewTransform) -> impl Fn(Pos2) -> Pos2 {
+pub fn screen_from_frame(
+    view: Rect,
+    size: Vec2,
+    t: &ViewTransform,
+) -> impl Fn(Pos2) -> Pos2 + use<> {
     let scale = (view.width() / size.x).min(view.height() / size.y) * t.zoom;
     let origin = view.center() + t.pan - size * scale / 2.0;
     move |p: Pos2| origin + p.to_vec2() * scale
@@ -65,13 +72,25 @@ pub fn viewer_ui(
     let painter = ui.painter_at(view);
     painter.rect_filled(view, 0.0, Color32::from_gray(20));
     let image_rect = Rect::from_min_max(to_screen(Pos2::ZERO), to_screen(frame_size.to_pos2()));
-    painter.image(texture.id(), image_rect, Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0)), Color32::WHITE);
+    painter.image(
+        texture.id(),
+        image_rect,
+        Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0)),
+        Color32::WHITE,
+    );
 
     let mut clicked = None;
     for (i, face) in faces.iter().enumerate() {
-        let color = if Some(i) == selected { Color32::from_rgb(255, 200, 0) } else { Color32::from_rgb(0, 220, 120) };
+        let color = if Some(i) == selected {
+            Color32::from_rgb(255, 200, 0)
+        } else {
+            Color32::from_rgb(0, 220, 120)
+        };
         let b = face.detection.bbox;
-        let rect = Rect::from_min_max(to_screen(Pos2::new(b[0], b[1])), to_screen(Pos2::new(b[2], b[3])));
+        let rect = Rect::from_min_max(
+            to_screen(Pos2::new(b[0], b[1])),
+            to_screen(Pos2::new(b[2], b[3])),
+        );
         if overlay.boxes {
             painter.rect_stroke(rect, 0.0, Stroke::new(2.0, color), egui::StrokeKind::Middle);
             painter.text(
@@ -85,10 +104,18 @@ pub fn viewer_ui(
         if overlay.landmarks {
             let radius = (rect.width() / 120.0).clamp(1.2, 4.0);
             for p in &face.landmarks68 {
-                painter.circle_filled(to_screen(Pos2::new(p[0], p[1])), radius, Color32::from_rgb(255, 60, 60));
+                painter.circle_filled(
+                    to_screen(Pos2::new(p[0], p[1])),
+                    radius,
+                    Color32::from_rgb(255, 60, 60),
+                );
             }
         }
-        if response.clicked() && response.interact_pointer_pos().is_some_and(|p| rect.contains(p)) {
+        if response.clicked()
+            && response
+                .interact_pointer_pos()
+                .is_some_and(|p| rect.contains(p))
+        {
             clicked = Some(i);
         }
     }

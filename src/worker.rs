@@ -29,7 +29,10 @@ pub struct AnalyzedFrame {
 
 pub enum Reply {
     Opened(Result<SourceInfo, String>),
-    Frame { index: usize, result: Result<AnalyzedFrame, String> },
+    Frame {
+        index: usize,
+        result: Result<AnalyzedFrame, String>,
+    },
     /// The models could not be loaded; nothing can be analysed.
     Fatal(String),
 }
@@ -48,7 +51,11 @@ impl Worker {
         let thread = std::thread::Builder::new()
             .name("auscope-frames".into())
             .spawn(move || serve(device, req_rx, rep_tx, repaint))?;
-        Ok(Worker { requests: req_tx, replies: rep_rx, _thread: thread })
+        Ok(Worker {
+            requests: req_tx,
+            replies: rep_rx,
+            _thread: thread,
+        })
     }
 
     /// Queue a request; a full queue drops it (the UI asks again on the next interaction).
@@ -57,7 +64,12 @@ impl Worker {
     }
 }
 
-fn serve(device: Device, requests: Receiver<Request>, replies: SyncSender<Reply>, repaint: Box<dyn Fn() + Send>) {
+fn serve(
+    device: Device,
+    requests: Receiver<Request>,
+    replies: SyncSender<Reply>,
+    repaint: Box<dyn Fn() + Send>,
+) {
     let reply = |r: Reply| {
         let ok = replies.send(r).is_ok();
         repaint();
@@ -87,23 +99,31 @@ fn serve(device: Device, requests: Receiver<Request>, replies: SyncSender<Reply>
             let alive = match request {
                 Request::Open(path) => {
                     let opened = open_source(&path);
-                    let info = opened.as_ref().map(|s| s.info().clone()).map_err(|e| e.to_string());
+                    let info = opened
+                        .as_ref()
+                        .map(|s| s.info().clone())
+                        .map_err(|e| e.to_string());
                     if let Ok(s) = opened {
                         source = Some(s);
                     }
                     reply(Reply::Opened(info))
                 }
-                Request::SetDetector(kind) if kind != detector => match FacePipeline::new(kind, &device) {
-                    Ok(p) => {
-                        pipeline = p;
-                        detector = kind;
-                        true
+                Request::SetDetector(kind) if kind != detector => {
+                    match FacePipeline::new(kind, &device) {
+                        Ok(p) => {
+                            pipeline = p;
+                            detector = kind;
+                            true
+                        }
+                        Err(e) => reply(Reply::Fatal(format!("detector failed to load: {e}"))),
                     }
-                    Err(e) => reply(Reply::Fatal(format!("detector failed to load: {e}"))),
-                },
+                }
                 Request::SetDetector(_) => true,
                 Request::Frame(index) if Some(i) == last_frame => match source.as_mut() {
-                    Some(s) => reply(Reply::Frame { index, result: analyze(s.as_mut(), &pipeline, index) }),
+                    Some(s) => reply(Reply::Frame {
+                        index,
+                        result: analyze(s.as_mut(), &pipeline, index),
+                    }),
                     None => true,
                 },
                 Request::Frame(_) => true,
@@ -115,7 +135,11 @@ fn serve(device: Device, requests: Receiver<Request>, replies: SyncSender<Reply>
     }
 }
 
-fn analyze(source: &mut dyn FrameSource, pipeline: &FacePipeline, index: usize) -> Result<AnalyzedFrame, String> {
+fn analyze(
+    source: &mut dyn FrameSource,
+    pipeline: &FacePipeline,
+    index: usize,
+) -> Result<AnalyzedFrame, String> {
     let t0 = Instant::now();
     let frame = source.frame(index).map_err(|e| e.to_string())?;
     let t1 = Instant::now();

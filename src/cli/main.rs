@@ -11,7 +11,11 @@ use auscope_core::{Compute, DeviceChoice};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "auscope", version, about = "Facial action unit detection and explanation")]
+#[command(
+    name = "auscope",
+    version,
+    about = "Facial action unit detection and explanation"
+)]
 struct Cli {
     /// Compute device: auto (GPU if a hardware adapter exists, else CPU), wgpu, or cpu.
     #[arg(long, global = true, default_value = "auto")]
@@ -45,33 +49,57 @@ fn main() {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Faces { input, json, detector } => faces(&input, json, detector, cli.device),
+        Command::Faces {
+            input,
+            json,
+            detector,
+        } => faces(&input, json, detector, cli.device),
     }
 }
 
-fn faces(input: &std::path::Path, json: bool, detector: DetectorKind, device: DeviceChoice) -> anyhow::Result<()> {
+fn faces(
+    input: &std::path::Path,
+    json: bool,
+    detector: DetectorKind,
+    device: DeviceChoice,
+) -> anyhow::Result<()> {
     let mut source = open_source(input)?;
     let compute = Compute::init(device)?;
     eprintln!("device: {}", compute.status_line());
     let pipeline = FacePipeline::new(detector, &compute.device).context("loading face models")?;
     let count = source.info().frame_count;
-    let mut report = FacesReport { frames: Vec::with_capacity(count) };
+    let mut report = FacesReport {
+        frames: Vec::with_capacity(count),
+    };
     let mut failed = 0;
     for index in 0..count {
-        let result = source.frame(index).and_then(|frame| pipeline.faces(&frame.image));
+        let result = source
+            .frame(index)
+            .and_then(|frame| pipeline.faces(&frame.image));
         let entry = match result {
-            Ok(faces) => FrameFaces { index, faces: faces.iter().map(FaceJson::from).collect(), error: None },
+            Ok(faces) => FrameFaces {
+                index,
+                faces: faces.iter().map(FaceJson::from).collect(),
+                error: None,
+            },
             Err(e) => {
                 failed += 1;
                 eprintln!("frame {index}: {e}");
-                FrameFaces { index, faces: Vec::new(), error: Some(e.to_string()) }
+                FrameFaces {
+                    index,
+                    faces: Vec::new(),
+                    error: Some(e.to_string()),
+                }
             }
         };
         if !json {
             println!("frame {index}: {} face(s)", entry.faces.len());
             for f in &entry.faces {
                 let b = f.bbox;
-                println!("  box x={:.0} y={:.0} w={:.0} h={:.0} score={:.3}", b[0], b[1], b[2], b[3], f.score);
+                println!(
+                    "  box x={:.0} y={:.0} w={:.0} h={:.0} score={:.3}",
+                    b[0], b[1], b[2], b[3], f.score
+                );
             }
         }
         report.frames.push(entry);

@@ -1,7 +1,7 @@
 //! Choosing the compute device: burn on wgpu when a GPU is usable, else Flex (CPU).
 
-use burn::tensor::wgpu::{WgpuSetup, wgpu};
 use burn::tensor::Device;
+use burn::tensor::wgpu::{WgpuSetup, wgpu};
 
 use crate::error::CoreError;
 
@@ -49,7 +49,12 @@ impl std::fmt::Debug for Compute {
 
 impl Compute {
     fn cpu(wgpu: Option<WgpuSetup>, fallback_reason: Option<String>) -> Self {
-        Compute { device: Device::flex(), name: "CPU (burn Flex)".into(), wgpu, fallback_reason }
+        Compute {
+            device: Device::flex(),
+            name: "CPU (burn Flex)".into(),
+            wgpu,
+            fallback_reason,
+        }
     }
 
     /// Create the device. Registers a wgpu runtime with burn: call once per
@@ -72,7 +77,9 @@ impl Compute {
                     fallback_reason: None,
                 })
             }
-            Err(e) if choice == DeviceChoice::Auto => Ok(Self::cpu(None, Some(format!("no usable GPU adapter: {e}")))),
+            Err(e) if choice == DeviceChoice::Auto => {
+                Ok(Self::cpu(None, Some(format!("no usable GPU adapter: {e}"))))
+            }
             Err(e) => Err(CoreError::Device(format!("wgpu unavailable: {e}"))),
         }
     }

@@ -8,10 +8,17 @@ pub enum CoreError {
     Io { path: PathBuf, reason: String },
     #[error("{path}: not a readable image ({reason})")]
     Image { path: PathBuf, reason: String },
-    #[error("{path}: unsupported file type (images: jpg png bmp gif tif webp pnm; video: mp4 mov avi mkv)")]
+    #[error(
+        "{path}: unsupported file type (images: jpg png bmp gif tif webp pnm; video: mp4 mov avi mkv)"
+    )]
     Unsupported { path: PathBuf },
     #[error("{path}: image is {width}x{height}, larger than the {limit}x{limit} pixel limit")]
-    TooLarge { path: PathBuf, width: u32, height: u32, limit: u32 },
+    TooLarge {
+        path: PathBuf,
+        width: u32,
+        height: u32,
+        limit: u32,
+    },
     #[error("video {path}: {reason}")]
     Video { path: PathBuf, reason: String },
     #[error("frame {index} is out of range (the source has {count} frames)")]

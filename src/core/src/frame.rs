@@ -28,25 +28,44 @@ pub const MAX_IMAGE_SIDE: u32 = 16_384;
 /// alpha is dropped). Errors name the file and the reason.
 pub fn load_image(path: &Path) -> Result<RgbImage, CoreError> {
     let reader = image::ImageReader::open(path)
-        .map_err(|e| CoreError::Io { path: path.to_owned(), reason: e.to_string() })?
+        .map_err(|e| CoreError::Io {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?
         .with_guessed_format()
-        .map_err(|e| CoreError::Io { path: path.to_owned(), reason: e.to_string() })?;
-    let (width, height) = reader
-        .into_dimensions()
-        .map_err(|e| CoreError::Image { path: path.to_owned(), reason: e.to_string() })?;
+        .map_err(|e| CoreError::Io {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+    let (width, height) = reader.into_dimensions().map_err(|e| CoreError::Image {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
     if width > MAX_IMAGE_SIDE || height > MAX_IMAGE_SIDE {
-        return Err(CoreError::TooLarge { path: path.to_owned(), width, height, limit: MAX_IMAGE_SIDE });
+        return Err(CoreError::TooLarge {
+            path: path.to_owned(),
+            width,
+            height,
+            limit: MAX_IMAGE_SIDE,
+        });
     }
     let mut reader = image::ImageReader::open(path)
-        .map_err(|e| CoreError::Io { path: path.to_owned(), reason: e.to_string() })?
+        .map_err(|e| CoreError::Io {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?
         .with_guessed_format()
-        .map_err(|e| CoreError::Io { path: path.to_owned(), reason: e.to_string() })?;
+        .map_err(|e| CoreError::Io {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
     let mut limits = image::Limits::default();
     limits.max_alloc = Some(2 << 30);
     reader.limits(limits);
-    let decoded = reader
-        .decode()
-        .map_err(|e| CoreError::Image { path: path.to_owned(), reason: e.to_string() })?;
+    let decoded = reader.decode().map_err(|e| CoreError::Image {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
     Ok(decoded.to_rgb8())
 }
 
@@ -64,14 +83,20 @@ impl Roi {
     pub fn frame_from_crop(&self, [u, v]: [f32; 2]) -> [f32; 2] {
         let (s, c) = self.angle.sin_cos();
         let (x, y) = ((u - 0.5) * self.side, (v - 0.5) * self.side);
-        [self.center[0] + c * x - s * y, self.center[1] + s * x + c * y]
+        [
+            self.center[0] + c * x - s * y,
+            self.center[1] + s * x + c * y,
+        ]
     }
 
     /// Map a frame pixel to normalised crop coordinates; inverse of `frame_from_crop`.
     pub fn crop_from_frame(&self, [px, py]: [f32; 2]) -> [f32; 2] {
         let (s, c) = self.angle.sin_cos();
         let (x, y) = (px - self.center[0], py - self.center[1]);
-        [(c * x + s * y) / self.side + 0.5, (-s * x + c * y) / self.side + 0.5]
+        [
+            (c * x + s * y) / self.side + 0.5,
+            (-s * x + c * y) / self.side + 0.5,
+        ]
     }
 }
 
@@ -111,7 +136,13 @@ pub fn warp(image: &RgbImage, roi: &Roi, out: usize) -> Vec<f32> {
 
 /// Stack HWC crops of side `size` into an NCHW tensor, mapping 0..255 to
 /// `scale * v + offset`.
-pub fn crops_to_tensor(crops: &[Vec<f32>], size: usize, scale: f32, offset: f32, device: &Device) -> Tensor<4> {
+pub fn crops_to_tensor(
+    crops: &[Vec<f32>],
+    size: usize,
+    scale: f32,
+    offset: f32,
+    device: &Device,
+) -> Tensor<4> {
     let n = crops.len();
     let mut data = Vec::with_capacity(n * 3 * size * size);
     for crop in crops {
@@ -124,8 +155,12 @@ pub fn crops_to_tensor(crops: &[Vec<f32>], size: usize, scale: f32, offset: f32,
 
 /// Round a sampled HWC buffer back to an 8-bit RGB image.
 pub fn to_rgb_image(buf: &[f32], size: usize) -> RgbImage {
-    let bytes = buf.iter().map(|v| v.round().clamp(0.0, 255.0) as u8).collect();
-    RgbImage::from_raw(size as u32, size as u32, bytes).unwrap_or_else(|| RgbImage::new(size as u32, size as u32))
+    let bytes = buf
+        .iter()
+        .map(|v| v.round().clamp(0.0, 255.0) as u8)
+        .collect();
+    RgbImage::from_raw(size as u32, size as u32, bytes)
+        .unwrap_or_else(|| RgbImage::new(size as u32, size as u32))
 }
 
 /// ITU-R BT.601 luma, as OpenCV's and PIL's RGB->gray conversions compute it.
@@ -143,17 +178,28 @@ mod tests {
 
     #[test]
     fn roi_maps_round_trip() {
-        let roi = Roi { center: [100.0, 50.0], side: 40.0, angle: 0.3 };
+        let roi = Roi {
+            center: [100.0, 50.0],
+            side: 40.0,
+            angle: 0.3,
+        };
         let p = roi.frame_from_crop([0.2, 0.9]);
         let q = roi.crop_from_frame(p);
-        assert!((q[0] - 0.2).abs() < 1e-5 && (q[1] - 0.9).abs() < 1e-5, "{q:?}");
+        assert!(
+            (q[0] - 0.2).abs() < 1e-5 && (q[1] - 0.9).abs() < 1e-5,
+            "{q:?}"
+        );
         assert_eq!(roi.frame_from_crop([0.5, 0.5]), [100.0, 50.0]);
     }
 
     #[test]
     fn warp_identity_reproduces_pixels() {
         let img = RgbImage::from_fn(8, 8, |x, y| image::Rgb([(x * 30) as u8, (y * 30) as u8, 7]));
-        let roi = Roi { center: [4.0, 4.0], side: 8.0, angle: 0.0 };
+        let roi = Roi {
+            center: [4.0, 4.0],
+            side: 8.0,
+            angle: 0.0,
+        };
         let out = warp(&img, &roi, 8);
         for (i, px) in out.chunks_exact(3).enumerate() {
             let (x, y) = (i % 8, i / 8);
@@ -164,7 +210,11 @@ mod tests {
     #[test]
     fn warp_outside_is_black() {
         let img = RgbImage::from_pixel(4, 4, image::Rgb([255, 255, 255]));
-        let roi = Roi { center: [100.0, 100.0], side: 4.0, angle: 0.0 };
+        let roi = Roi {
+            center: [100.0, 100.0],
+            side: 4.0,
+            angle: 0.0,
+        };
         assert!(warp(&img, &roi, 4).iter().all(|&v| v == 0.0));
     }
 }

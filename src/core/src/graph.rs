@@ -80,7 +80,10 @@ impl Value {
         match self {
             Value::Nchw(t) => {
                 let [n, c, h, w] = t.dims();
-                (t.permute([0, 2, 3, 1]).reshape([n * h * w * c]), vec![n, h, w, c])
+                (
+                    t.permute([0, 2, 3, 1]).reshape([n * h * w * c]),
+                    vec![n, h, w, c],
+                )
             }
             Value::Flat(t, shape) => (t, shape),
         }
@@ -101,7 +104,9 @@ fn activate(t: Tensor<4>, act: Option<&str>) -> Result<Tensor<4>, CoreError> {
         "NONE" => Ok(t),
         "RELU" => Ok(relu(t)),
         "RELU6" => Ok(t.clamp(0.0, 6.0)),
-        other => Err(CoreError::Graph(format!("unsupported fused activation {other}"))),
+        other => Err(CoreError::Graph(format!(
+            "unsupported fused activation {other}"
+        ))),
     }
 }
 
@@ -140,11 +145,18 @@ pub struct Graph {
 
 impl Graph {
     /// Load from the JSON op list and safetensors constants written by the converter.
-    pub fn from_bytes(graph_json: &[u8], weights: &[u8], device: &Device) -> Result<Self, CoreError> {
+    pub fn from_bytes(
+        graph_json: &[u8],
+        weights: &[u8],
+        device: &Device,
+    ) -> Result<Self, CoreError> {
         let file: GraphFile = serde_json::from_slice(graph_json)
             .map_err(|e| CoreError::Weights(format!("graph description: {e}")))?;
         if file.format != "auscope-tflite-graph/1" {
-            return Err(CoreError::Weights(format!("unknown graph format {:?}", file.format)));
+            return Err(CoreError::Weights(format!(
+                "unknown graph format {:?}",
+                file.format
+            )));
         }
         let st = safetensors::SafeTensors::deserialize(weights)
             .map_err(|e| CoreError::Weights(format!("weights file: {e}")))?;
@@ -155,7 +167,10 @@ impl Graph {
                 .and_then(|s| s.parse().ok())
                 .ok_or_else(|| CoreError::Weights(format!("unexpected tensor name {name:?}")))?;
             if view.dtype() != safetensors::Dtype::F32 {
-                return Err(CoreError::Weights(format!("tensor {name} is {:?}, expected F32", view.dtype())));
+                return Err(CoreError::Weights(format!(
+                    "tensor {name} is {:?}, expected F32",
+                    view.dtype()
+                )));
             }
             let values: Vec<f32> = view
                 .data()
@@ -188,11 +203,15 @@ impl Graph {
                 "DEPTHWISE_CONV_2D" => [3, 0, 1, 2],
                 _ => continue,
             };
-            let id = *op.inputs.get(1).ok_or_else(|| CoreError::Graph("conv without weights".into()))?;
+            let id = *op
+                .inputs
+                .get(1)
+                .ok_or_else(|| CoreError::Graph("conv without weights".into()))?;
             let (t, shape) = self.constant(id)?.flat();
             let [a, b, c, d] = <[usize; 4]>::try_from(shape.as_slice())
                 .map_err(|_| CoreError::Weights(format!("conv weight t{id} is not 4-D")))?;
-            self.kernels.insert(id, t.reshape([a, b, c, d]).permute(perm));
+            self.kernels
+                .insert(id, t.reshape([a, b, c, d]).permute(perm));
         }
         Ok(())
     }
@@ -206,10 +225,12 @@ impl Graph {
 
     /// Input size (height, width) of the first input, from its NHWC shape.
     pub fn input_hw(&self) -> Option<[usize; 2]> {
-        self.inputs.first().and_then(|io| match io.shape.as_slice() {
-            [_, h, w, _] => Some([*h, *w]),
-            _ => None,
-        })
+        self.inputs
+            .first()
+            .and_then(|io| match io.shape.as_slice() {
+                [_, h, w, _] => Some([*h, *w]),
+                _ => None,
+            })
     }
 
     pub fn device(&self) -> &Device {
@@ -218,9 +239,15 @@ impl Graph {
 
     /// Run the graph on an NCHW batch; returns the outputs as tensors in
     /// TFLite's row-major order (flattened), with their shapes.
-    pub fn forward_tensors(&self, input: Tensor<4>) -> Result<Vec<(Tensor<1>, Vec<usize>)>, CoreError> {
+    pub fn forward_tensors(
+        &self,
+        input: Tensor<4>,
+    ) -> Result<Vec<(Tensor<1>, Vec<usize>)>, CoreError> {
         let mut values: HashMap<usize, Value> = HashMap::new();
-        let first = self.inputs.first().ok_or_else(|| CoreError::Graph("graph has no input".into()))?;
+        let first = self
+            .inputs
+            .first()
+            .ok_or_else(|| CoreError::Graph("graph has no input".into()))?;
         values.insert(first.id, Value::Nchw(input));
         let get = |values: &HashMap<usize, Value>, id: usize| -> Result<Value, CoreError> {
             match values.get(&id) {
@@ -247,9 +274,13 @@ impl Graph {
             .map(|((t, shape), io)| {
                 let values = t
                     .into_data()
-                    .to_vec::<f32>()
+                    .try_to_vec::<f32>()
                     .map_err(|e| CoreError::Graph(format!("reading output {}: {e:?}", io.name)))?;
-                Ok(GraphOutput { name: io.name.clone(), shape, values })
+                Ok(GraphOutput {
+                    name: io.name.clone(),
+                    shape,
+                    values,
+                })
             })
             .collect()
     }
@@ -282,7 +313,17 @@ impl Graph {
                 let dilation = o.dilation.unwrap_or([1, 1]);
                 let groups = if op.op == "CONV_2D" { 1 } else { c };
                 let padding = padding_of(o, [h, w], [kh, kw], stride, dilation);
-                let y = conv2d(x, weight, bias, ConvOptions { stride, padding, dilation, groups });
+                let y = conv2d(
+                    x,
+                    weight,
+                    bias,
+                    ConvOptions {
+                        stride,
+                        padding,
+                        dilation,
+                        groups,
+                    },
+                );
                 Value::Nchw(activate(y, act)?)
             }
             "MAX_POOL_2D" => {
@@ -293,7 +334,13 @@ impl Graph {
                 let padding = padding_of(o, [h, w], kernel, stride, [1, 1]);
                 let y = max_pool2d(
                     x,
-                    MaxPoolOptions { kernel_size: kernel, stride, padding, dilation: [1, 1], ceil_mode: false },
+                    MaxPoolOptions {
+                        kernel_size: kernel,
+                        stride,
+                        padding,
+                        dilation: [1, 1],
+                        ceil_mode: false,
+                    },
                 );
                 Value::Nchw(activate(y, act)?)
             }
@@ -311,16 +358,29 @@ impl Graph {
                 Value::Nchw(prelu(x.nchw()?, alpha))
             }
             "PAD" => {
-                let p = o.paddings.as_ref().ok_or_else(|| CoreError::Graph("PAD without paddings".into()))?;
+                let p = o
+                    .paddings
+                    .as_ref()
+                    .ok_or_else(|| CoreError::Graph("PAD without paddings".into()))?;
                 if p.len() != 4 {
                     return Err(CoreError::Graph("PAD expects 4-D paddings".into()));
                 }
                 // NHWC paddings -> NCHW dims.
-                let pairs = [(p[0][0], p[0][1]), (p[3][0], p[3][1]), (p[1][0], p[1][1]), (p[2][0], p[2][1])];
-                Value::Nchw(x.nchw()?.pad(pairs, burn::tensor::ops::PadMode::Constant(0.0)))
+                let pairs = [
+                    (p[0][0], p[0][1]),
+                    (p[3][0], p[3][1]),
+                    (p[1][0], p[1][1]),
+                    (p[2][0], p[2][1]),
+                ];
+                Value::Nchw(
+                    x.nchw()?
+                        .pad(pairs, burn::tensor::ops::PadMode::Constant(0.0)),
+                )
             }
             "RESIZE_BILINEAR" => {
-                let size = o.size.ok_or_else(|| CoreError::Graph("RESIZE_BILINEAR without size".into()))?;
+                let size = o
+                    .size
+                    .ok_or_else(|| CoreError::Graph("RESIZE_BILINEAR without size".into()))?;
                 // half_pixel_centers == PyTorch align_corners=False, which burn implements.
                 let opts = InterpolateOptions::new(InterpolateMode::Bilinear)
                     .with_align_corners(o.align_corners.unwrap_or(false))
@@ -328,7 +388,10 @@ impl Graph {
                 Value::Nchw(interpolate(x.nchw()?, opts))
             }
             "RESHAPE" => {
-                let shape = o.shape.clone().ok_or_else(|| CoreError::Graph("RESHAPE without shape".into()))?;
+                let shape = o
+                    .shape
+                    .clone()
+                    .ok_or_else(|| CoreError::Graph("RESHAPE without shape".into()))?;
                 let (t, old) = x.flat();
                 // The converted shape has batch 1; keep the real batch.
                 let batch = old.first().copied().unwrap_or(1);
@@ -349,20 +412,35 @@ impl Graph {
         values: &HashMap<usize, Value>,
         get: &dyn Fn(&HashMap<usize, Value>, usize) -> Result<Value, CoreError>,
     ) -> Result<Value, CoreError> {
-        let parts: Vec<Value> = op.inputs.iter().map(|&id| get(values, id)).collect::<Result<_, _>>()?;
+        let parts: Vec<Value> = op
+            .inputs
+            .iter()
+            .map(|&id| get(values, id))
+            .collect::<Result<_, _>>()?;
         let axis = op.options.axis.unwrap_or(0);
         let all_nchw = parts.iter().all(|p| matches!(p, Value::Nchw(_)));
         if all_nchw {
-            let nhwc_axis = if axis < 0 { (4 + axis) as usize } else { axis as usize };
+            let nhwc_axis = if axis < 0 {
+                (4 + axis) as usize
+            } else {
+                axis as usize
+            };
             let dim = [0, 2, 3, 1][nhwc_axis];
-            let ts: Vec<Tensor<4>> = parts.into_iter().map(Value::nchw).collect::<Result<_, _>>()?;
+            let ts: Vec<Tensor<4>> = parts
+                .into_iter()
+                .map(Value::nchw)
+                .collect::<Result<_, _>>()?;
             return Ok(Value::Nchw(Tensor::cat(ts, dim)));
         }
         // Row-major concatenation along `axis` of same-rank flat tensors:
         // view each as [outer, inner_i] and concatenate the inner parts.
         let flats: Vec<(Tensor<1>, Vec<usize>)> = parts.into_iter().map(Value::flat).collect();
         let rank = flats[0].1.len();
-        let axis = if axis < 0 { (rank as i64 + axis) as usize } else { axis as usize };
+        let axis = if axis < 0 {
+            (rank as i64 + axis) as usize
+        } else {
+            axis as usize
+        };
         let outer: usize = flats[0].1[..axis].iter().product();
         let mut shape = flats[0].1.clone();
         shape[axis] = flats.iter().map(|(_, s)| s[axis]).sum();

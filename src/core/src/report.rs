@@ -28,6 +28,10 @@ pub struct FaceJson {
 
 impl From<&Face> for FaceJson {
     fn from(f: &Face) -> Self {
-        FaceJson { bbox: f.box_xywh(), score: f.detection.score, landmarks68: f.landmarks68.clone() }
+        FaceJson {
+            bbox: f.box_xywh(),
+            score: f.detection.score,
+            landmarks68: f.landmarks68.clone(),
+        }
     }
 }

@@ -16,7 +16,9 @@ use image::RgbImage;
 use crate::error::CoreError;
 use crate::frame::{Frame, FrameId, load_image};
 
-pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "bmp", "gif", "tif", "tiff", "webp", "pnm", "ppm", "pgm"];
+pub const IMAGE_EXTENSIONS: &[&str] = &[
+    "jpg", "jpeg", "png", "bmp", "gif", "tif", "tiff", "webp", "pnm", "ppm", "pgm",
+];
 pub const VIDEO_EXTENSIONS: &[&str] = &["mp4", "mov", "avi", "mkv", "m4v", "webm"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -44,12 +46,18 @@ pub trait FrameSource: Send {
 }
 
 fn extension(path: &Path) -> String {
-    path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase()
+    path.extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase()
 }
 
 /// Open a path as a frame source, by what it is: folder, video or image.
 pub fn open_source(path: &Path) -> Result<Box<dyn FrameSource>, CoreError> {
-    let meta = std::fs::metadata(path).map_err(|e| CoreError::Io { path: path.to_owned(), reason: e.to_string() })?;
+    let meta = std::fs::metadata(path).map_err(|e| CoreError::Io {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
     if meta.is_dir() {
         return Ok(Box::new(FolderSource::open(path)?));
     }
@@ -59,12 +67,18 @@ pub fn open_source(path: &Path) -> Result<Box<dyn FrameSource>, CoreError> {
     } else if IMAGE_EXTENSIONS.contains(&ext.as_str()) {
         Ok(Box::new(ImageSource::open(path)?))
     } else {
-        Err(CoreError::Unsupported { path: path.to_owned() })
+        Err(CoreError::Unsupported {
+            path: path.to_owned(),
+        })
     }
 }
 
 fn check_index(index: usize, count: usize) -> Result<(), CoreError> {
-    if index < count { Ok(()) } else { Err(CoreError::FrameOutOfRange { index, count }) }
+    if index < count {
+        Ok(())
+    } else {
+        Err(CoreError::FrameOutOfRange { index, count })
+    }
 }
 
 pub struct ImageSource {
@@ -75,7 +89,12 @@ pub struct ImageSource {
 impl ImageSource {
     pub fn open(path: &Path) -> Result<Self, CoreError> {
         let image = Arc::new(load_image(path)?);
-        let info = SourceInfo { path: path.to_owned(), kind: SourceKind::Image, frame_count: 1, fps: None };
+        let info = SourceInfo {
+            path: path.to_owned(),
+            kind: SourceKind::Image,
+            frame_count: 1,
+            fps: None,
+        };
         Ok(ImageSource { info, image })
     }
 }
@@ -86,7 +105,10 @@ impl FrameSource for ImageSource {
     }
     fn frame(&mut self, index: usize) -> Result<Frame, CoreError> {
         check_index(index, 1)?;
-        Ok(Frame { id: FrameId { index }, image: self.image.clone() })
+        Ok(Frame {
+            id: FrameId { index },
+            image: self.image.clone(),
+        })
     }
 }
 
@@ -98,7 +120,10 @@ pub struct FolderSource {
 
 impl FolderSource {
     pub fn open(dir: &Path) -> Result<Self, CoreError> {
-        let entries = std::fs::read_dir(dir).map_err(|e| CoreError::Io { path: dir.to_owned(), reason: e.to_string() })?;
+        let entries = std::fs::read_dir(dir).map_err(|e| CoreError::Io {
+            path: dir.to_owned(),
+            reason: e.to_string(),
+        })?;
         let mut files: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.is_file() && IMAGE_EXTENSIONS.contains(&extension(p).as_str()))
@@ -107,7 +132,12 @@ impl FolderSource {
         if files.is_empty() {
             return Err(CoreError::EmptyFolder(dir.to_owned()));
         }
-        let info = SourceInfo { path: dir.to_owned(), kind: SourceKind::Folder, frame_count: files.len(), fps: None };
+        let info = SourceInfo {
+            path: dir.to_owned(),
+            kind: SourceKind::Folder,
+            frame_count: files.len(),
+            fps: None,
+        };
         Ok(FolderSource { info, files })
     }
 
@@ -122,7 +152,10 @@ impl FrameSource for FolderSource {
     }
     fn frame(&mut self, index: usize) -> Result<Frame, CoreError> {
         check_index(index, self.files.len())?;
-        Ok(Frame { id: FrameId { index }, image: Arc::new(load_image(&self.files[index])?) })
+        Ok(Frame {
+            id: FrameId { index },
+            image: Arc::new(load_image(&self.files[index])?),
+        })
     }
 }
 
@@ -142,6 +175,8 @@ impl Drop for Decoder {
 
 pub struct VideoSource {
     info: SourceInfo,
+    /// Presentation time of each frame in seconds, ascending.
+    frame_times: Vec<f64>,
     width: u32,
     height: u32,
     decoder: Option<Decoder>,
@@ -161,7 +196,6 @@ struct ProbeStream {
     height: Option<u32>,
     r_frame_rate: Option<String>,
     avg_frame_rate: Option<String>,
-    nb_read_packets: Option<String>,
     #[serde(default)]
     side_data_list: Vec<serde_json::Value>,
 }
@@ -172,48 +206,117 @@ fn parse_rate(rate: &str) -> Option<f64> {
     (n > 0.0 && d > 0.0).then_some(n / d)
 }
 
+/// Presentation times of the frames a decoder will output, from the packet
+/// list (demuxing only, no decoding). Packets flagged D are dropped by the
+/// container's edit list and never become frames.
+fn frame_times(path: &Path) -> Result<Vec<f64>, CoreError> {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=pts_time,flags",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| CoreError::Video {
+            path: path.to_owned(),
+            reason: format!("cannot run ffprobe ({e})"),
+        })?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut times: Vec<f64> = text
+        .lines()
+        .filter_map(|line| {
+            let (pts, flags) = line.split_once(',').unwrap_or((line, ""));
+            let t: f64 = pts.trim().parse().ok()?;
+            (!flags.contains('D')).then_some(t)
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    Ok(times)
+}
+
 impl VideoSource {
     pub fn open(path: &Path) -> Result<Self, CoreError> {
-        let err = |reason: String| CoreError::Video { path: path.to_owned(), reason };
+        let err = |reason: String| CoreError::Video {
+            path: path.to_owned(),
+            reason,
+        };
         let out = Command::new("ffprobe")
-            .args(["-v", "error", "-select_streams", "v:0", "-count_packets", "-show_entries"])
-            .arg("stream=width,height,r_frame_rate,avg_frame_rate,nb_read_packets:stream_side_data=rotation")
+            .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
+            .arg("stream=width,height,r_frame_rate,avg_frame_rate:stream_side_data=rotation")
             .args(["-of", "json"])
             .arg(path)
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| err(format!("cannot run ffprobe ({e}); install FFmpeg (Debian: apt-get install ffmpeg)")))?;
+            .map_err(|e| {
+                err(format!(
+                    "cannot run ffprobe ({e}); install FFmpeg (Debian: apt-get install ffmpeg)"
+                ))
+            })?;
         if !out.status.success() {
             let msg = String::from_utf8_lossy(&out.stderr);
             return Err(err(format!("not a readable video: {}", msg.trim())));
         }
-        let probe: Probe = serde_json::from_slice(&out.stdout).map_err(|e| err(format!("ffprobe output: {e}")))?;
-        let stream = probe.streams.into_iter().next().ok_or_else(|| err("no video stream".into()))?;
+        let probe: Probe =
+            serde_json::from_slice(&out.stdout).map_err(|e| err(format!("ffprobe output: {e}")))?;
+        let stream = probe
+            .streams
+            .into_iter()
+            .next()
+            .ok_or_else(|| err("no video stream".into()))?;
         let (mut width, mut height) = match (stream.width, stream.height) {
             (Some(w), Some(h)) if w > 0 && h > 0 => (w, h),
             _ => return Err(err("video stream has no frame size".into())),
         };
         // ffmpeg applies rotation metadata when decoding; report the rotated size.
         let rotated = stream.side_data_list.iter().any(|sd| {
-            sd.get("rotation").and_then(|r| r.as_f64()).is_some_and(|r| (r.abs() - 90.0).abs() < 1.0)
+            sd.get("rotation")
+                .and_then(|r| r.as_f64())
+                .is_some_and(|r| (r.abs() - 90.0).abs() < 1.0)
         });
         if rotated {
             std::mem::swap(&mut width, &mut height);
         }
-        let fps = stream
-            .avg_frame_rate
-            .as_deref()
-            .and_then(parse_rate)
-            .or_else(|| stream.r_frame_rate.as_deref().and_then(parse_rate));
-        let frame_count: usize = stream.nb_read_packets.as_deref().and_then(|n| n.parse().ok()).unwrap_or(0);
+        let frame_times = frame_times(path)?;
+        let frame_count = frame_times.len();
         if frame_count == 0 {
             return Err(err("the video stream has no frames".into()));
         }
+        // The mean rate of the frames actually shown; container averages
+        // count the packets an edit list discards.
+        let fps = match (frame_times.first(), frame_times.last()) {
+            (Some(first), Some(last)) if frame_count > 1 && last > first => {
+                Some((frame_count - 1) as f64 / (last - first))
+            }
+            _ => stream
+                .avg_frame_rate
+                .as_deref()
+                .and_then(parse_rate)
+                .or_else(|| stream.r_frame_rate.as_deref().and_then(parse_rate)),
+        };
         if width > crate::frame::MAX_IMAGE_SIDE || height > crate::frame::MAX_IMAGE_SIDE {
             return Err(err(format!("frame size {width}x{height} is too large")));
         }
-        let info = SourceInfo { path: path.to_owned(), kind: SourceKind::Video, frame_count, fps };
-        Ok(VideoSource { info, width, height, decoder: None, max_skip: 48 })
+        let info = SourceInfo {
+            path: path.to_owned(),
+            kind: SourceKind::Video,
+            frame_count,
+            fps,
+        };
+        Ok(VideoSource {
+            info,
+            frame_times,
+            width,
+            height,
+            decoder: None,
+            max_skip: 48,
+        })
     }
 
     pub fn frame_size(&self) -> (u32, u32) {
@@ -226,25 +329,42 @@ impl VideoSource {
         if index > 0 {
             // Input seeking is frame-accurate when decoding: ffmpeg decodes
             // from the previous keyframe and drops frames before the target.
-            // Half a frame early so rounding cannot skip frame `index`.
-            let fps = self.info.fps.unwrap_or(25.0);
-            cmd.args(["-ss", &format!("{:.6}", (index as f64 - 0.5) / fps)]);
+            // Seek to midway between the previous frame and this one, so
+            // rounding can neither skip it nor land on its predecessor.
+            let t = (self.frame_times[index - 1] + self.frame_times[index]) / 2.0;
+            cmd.args(["-ss", &format!("{t:.6}")]);
         }
         cmd.arg("-i")
             .arg(&self.info.path)
-            .args(["-map", "0:v:0", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+            .args([
+                "-map",
+                "0:v:0",
+                "-fps_mode",
+                "passthrough",
+                "-f",
+                "rawvideo",
+                "-pix_fmt",
+                "rgb24",
+                "-",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
         let mut child = cmd.spawn().map_err(|e| CoreError::Video {
             path: self.info.path.clone(),
-            reason: format!("cannot run ffmpeg ({e}); install FFmpeg (Debian: apt-get install ffmpeg)"),
+            reason: format!(
+                "cannot run ffmpeg ({e}); install FFmpeg (Debian: apt-get install ffmpeg)"
+            ),
         })?;
         let stdout = child.stdout.take().ok_or_else(|| CoreError::Video {
             path: self.info.path.clone(),
             reason: "ffmpeg has no output pipe".into(),
         })?;
-        Ok(Decoder { child, stdout, next: index })
+        Ok(Decoder {
+            child,
+            stdout,
+            next: index,
+        })
     }
 
     fn read_next(&mut self) -> Result<RgbImage, CoreError> {
@@ -259,7 +379,9 @@ impl VideoSource {
             self.decoder = None;
             return Err(CoreError::Video {
                 path: self.info.path.clone(),
-                reason: format!("frame {index} could not be decoded (truncated or corrupt file?): {e}"),
+                reason: format!(
+                    "frame {index} could not be decoded (truncated or corrupt file?): {e}"
+                ),
             });
         }
         decoder.next += 1;
@@ -277,7 +399,8 @@ impl FrameSource for VideoSource {
 
     fn frame(&mut self, index: usize) -> Result<Frame, CoreError> {
         check_index(index, self.info.frame_count)?;
-        let reuse = matches!(&self.decoder, Some(d) if d.next <= index && index - d.next <= self.max_skip);
+        let reuse =
+            matches!(&self.decoder, Some(d) if d.next <= index && index - d.next <= self.max_skip);
         if !reuse {
             self.decoder = Some(self.start(index)?);
         }
@@ -285,7 +408,10 @@ impl FrameSource for VideoSource {
             let image = self.read_next()?;
             let done = self.decoder.as_ref().is_none_or(|d| d.next > index);
             if done {
-                return Ok(Frame { id: FrameId { index }, image: Arc::new(image) });
+                return Ok(Frame {
+                    id: FrameId { index },
+                    image: Arc::new(image),
+                });
             }
         }
     }
@@ -308,6 +434,9 @@ mod tests {
         std::fs::create_dir_all(&dir).ok();
         let f = dir.join("notes.txt");
         std::fs::write(&f, "hello").ok();
-        assert!(matches!(open_source(&f), Err(CoreError::Unsupported { .. })));
+        assert!(matches!(
+            open_source(&f),
+            Err(CoreError::Unsupported { .. })
+        ));
     }
 }

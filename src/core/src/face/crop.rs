@@ -54,7 +54,11 @@ pub struct FaceCrop {
 pub fn model_roi(face: &Face) -> Roi {
     let b = face.detection.bbox;
     let side = (b[2] - b[0]).max(b[3] - b[1]) * BOX_MARGIN;
-    Roi { center: [(b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0], side, angle: 0.0 }
+    Roi {
+        center: [(b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0],
+        side,
+        angle: 0.0,
+    }
 }
 
 pub fn crop_face(image: &RgbImage, face: &Face, spec: CropSpec) -> FaceCrop {

@@ -48,8 +48,18 @@ struct Spec {
 impl DetectorKind {
     fn spec(self) -> Spec {
         match self {
-            DetectorKind::Short => Spec { graph: BLAZEFACE_SHORT, input: 128, strides: &[8, 16, 16, 16], two_per_layer: true },
-            DetectorKind::Full => Spec { graph: BLAZEFACE_FULL, input: 192, strides: &[4], two_per_layer: false },
+            DetectorKind::Short => Spec {
+                graph: BLAZEFACE_SHORT,
+                input: 128,
+                strides: &[8, 16, 16, 16],
+                two_per_layer: true,
+            },
+            DetectorKind::Full => Spec {
+                graph: BLAZEFACE_FULL,
+                input: 192,
+                strides: &[4],
+                two_per_layer: false,
+            },
         }
     }
 }
@@ -84,7 +94,10 @@ pub fn anchors(input: usize, strides: &[usize], two_per_layer: bool) -> Vec<[f32
         let cells = input.div_ceil(stride);
         for y in 0..cells {
             for x in 0..cells {
-                let c = [(x as f32 + 0.5) / cells as f32, (y as f32 + 0.5) / cells as f32];
+                let c = [
+                    (x as f32 + 0.5) / cells as f32,
+                    (y as f32 + 0.5) / cells as f32,
+                ];
                 out.extend(std::iter::repeat_n(c, repeats));
             }
         }
@@ -106,10 +119,15 @@ pub fn weighted_nms(mut dets: Vec<Detection>, iou_threshold: f32) -> Vec<Detecti
     dets.sort_by(|a, b| b.score.total_cmp(&a.score));
     let mut kept = Vec::new();
     while let Some(top) = dets.first().cloned() {
-        let (group, rest): (Vec<Detection>, Vec<Detection>) =
-            dets.into_iter().partition(|d| iou(&d.bbox, &top.bbox) > iou_threshold);
+        let (group, rest): (Vec<Detection>, Vec<Detection>) = dets
+            .into_iter()
+            .partition(|d| iou(&d.bbox, &top.bbox) > iou_threshold);
         let total: f32 = group.iter().map(|d| d.score).sum();
-        let mut merged = Detection { score: top.score, bbox: [0.0; 4], keypoints: [[0.0; 2]; 6] };
+        let mut merged = Detection {
+            score: top.score,
+            bbox: [0.0; 4],
+            keypoints: [[0.0; 2]; 6],
+        };
         for d in &group {
             let w = d.score / total;
             for j in 0..4 {
@@ -138,7 +156,12 @@ impl FaceDetector {
         let spec = kind.spec();
         let graph = Graph::from_bytes(spec.graph.graph_json, spec.graph.weights, device)?;
         let anchors = anchors(spec.input, spec.strides, spec.two_per_layer);
-        Ok(FaceDetector { kind, graph, input: spec.input, anchors })
+        Ok(FaceDetector {
+            kind,
+            graph,
+            input: spec.input,
+            anchors,
+        })
     }
 
     pub fn kind(&self) -> DetectorKind {
@@ -152,12 +175,22 @@ impl FaceDetector {
     /// The square that letterboxes the whole frame.
     pub fn letterbox(image: &RgbImage) -> Roi {
         let (w, h) = (image.width() as f32, image.height() as f32);
-        Roi { center: [w / 2.0, h / 2.0], side: w.max(h), angle: 0.0 }
+        Roi {
+            center: [w / 2.0, h / 2.0],
+            side: w.max(h),
+            angle: 0.0,
+        }
     }
 
     /// Raw network outputs for an already-sampled input (HWC, 0..255).
     pub fn run_network(&self, input_hwc: &[f32]) -> Result<Vec<GraphOutput>, CoreError> {
-        let x = crops_to_tensor(&[input_hwc.to_vec()], self.input, 1.0 / 127.5, -1.0, self.graph.device());
+        let x = crops_to_tensor(
+            &[input_hwc.to_vec()],
+            self.input,
+            1.0 / 127.5,
+            -1.0,
+            self.graph.device(),
+        );
         self.graph.forward(x)
     }
 
@@ -174,7 +207,10 @@ impl FaceDetector {
             .iter()
             .find(|o| o.shape.last() == Some(&16))
             .ok_or_else(|| CoreError::Graph("detector has no box output".into()))?;
-        Ok(weighted_nms(self.decode(&scores.values, &boxes.values, &letterbox), NMS_IOU))
+        Ok(weighted_nms(
+            self.decode(&scores.values, &boxes.values, &letterbox),
+            NMS_IOU,
+        ))
     }
 
     /// Anchor decoding, then letterbox removal to frame pixels.
@@ -194,9 +230,16 @@ impl FaceDetector {
             let p1 = to_frame([cx + bw / 2.0, cy + bh / 2.0]);
             let mut keypoints = [[0.0; 2]; 6];
             for (k, kp) in keypoints.iter_mut().enumerate() {
-                *kp = to_frame([r[4 + 2 * k] / size + anchor[0], r[5 + 2 * k] / size + anchor[1]]);
+                *kp = to_frame([
+                    r[4 + 2 * k] / size + anchor[0],
+                    r[5 + 2 * k] / size + anchor[1],
+                ]);
             }
-            dets.push(Detection { score, bbox: [p0[0], p0[1], p1[0], p1[1]], keypoints });
+            dets.push(Detection {
+                score,
+                bbox: [p0[0], p0[1], p1[0], p1[1]],
+                keypoints,
+            });
         }
         dets
     }
@@ -218,7 +261,11 @@ mod tests {
     }
 
     fn det(score: f32, x: f32) -> Detection {
-        Detection { score, bbox: [x, 0.0, x + 10.0, 10.0], keypoints: [[x, 0.0]; 6] }
+        Detection {
+            score,
+            bbox: [x, 0.0, x + 10.0, 10.0],
+            keypoints: [[x, 0.0]; 6],
+        }
     }
 
     #[test]

@@ -51,6 +51,9 @@ mod tests {
         v.sort_unstable();
         v.dedup();
         assert_eq!(v.len(), 68);
-        assert!(v.iter().all(|&i| i < 468), "iris points 468..478 are not part of the 300-W markup");
+        assert!(
+            v.iter().all(|&i| i < 468),
+            "iris points 468..478 are not part of the 300-W markup"
+        );
     }
 }

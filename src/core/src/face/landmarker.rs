@@ -21,10 +21,15 @@ pub fn roi_from_detection(det: &Detection) -> Roi {
     let [x0, y0] = det.keypoints[0];
     let [x1, y1] = det.keypoints[1];
     let angle = -(-(y1 - y0)).atan2(x1 - x0);
-    let angle = (angle + std::f32::consts::PI).rem_euclid(2.0 * std::f32::consts::PI) - std::f32::consts::PI;
+    let angle = (angle + std::f32::consts::PI).rem_euclid(2.0 * std::f32::consts::PI)
+        - std::f32::consts::PI;
     let b = det.bbox;
     let side = (b[2] - b[0]).max(b[3] - b[1]) * ROI_SCALE;
-    Roi { center: [(b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0], side, angle }
+    Roi {
+        center: [(b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0],
+        side,
+        angle,
+    }
 }
 
 /// Landmarks of one face in frame pixels; z is relative depth in pixels.
@@ -41,7 +46,9 @@ pub struct Landmarker {
 
 impl Landmarker {
     pub fn new(device: &Device) -> Result<Self, CoreError> {
-        Ok(Landmarker { graph: Graph::from_bytes(FACE_LANDMARKER.graph_json, FACE_LANDMARKER.weights, device)? })
+        Ok(Landmarker {
+            graph: Graph::from_bytes(FACE_LANDMARKER.graph_json, FACE_LANDMARKER.weights, device)?,
+        })
     }
 
     /// Raw outputs for already-sampled 256x256 crops (HWC, 0..255), one batch.
@@ -74,12 +81,16 @@ impl Landmarker {
                 let points = raw
                     .chunks_exact(3)
                     .map(|p| {
-                        let [x, y] = roi.frame_from_crop([p[0] / INPUT as f32, p[1] / INPUT as f32]);
+                        let [x, y] =
+                            roi.frame_from_crop([p[0] / INPUT as f32, p[1] / INPUT as f32]);
                         [x, y, p[2] / INPUT as f32 * roi.side]
                     })
                     .collect();
                 let logit = presence.values.get(f).copied().unwrap_or(f32::NEG_INFINITY);
-                Landmarks { points, presence: 1.0 / (1.0 + (-logit).exp()) }
+                Landmarks {
+                    points,
+                    presence: 1.0 / (1.0 + (-logit).exp()),
+                }
             })
             .collect())
     }

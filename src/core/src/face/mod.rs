@@ -42,13 +42,19 @@ pub struct FacePipeline {
 
 impl FacePipeline {
     pub fn new(kind: DetectorKind, device: &Device) -> Result<Self, CoreError> {
-        Ok(FacePipeline { detector: FaceDetector::new(kind, device)?, landmarker: Landmarker::new(device)? })
+        Ok(FacePipeline {
+            detector: FaceDetector::new(kind, device)?,
+            landmarker: Landmarker::new(device)?,
+        })
     }
 
     /// Every face in the image, best score first.
     pub fn faces(&self, image: &RgbImage) -> Result<Vec<Face>, CoreError> {
         let detections = self.detector.detect(image)?;
-        let rois: Vec<Roi> = detections.iter().map(landmarker::roi_from_detection).collect();
+        let rois: Vec<Roi> = detections
+            .iter()
+            .map(landmarker::roi_from_detection)
+            .collect();
         let marks = self.landmarker.landmarks(image, &rois)?;
         Ok(detections
             .into_iter()
