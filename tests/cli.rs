@@ -13,22 +13,29 @@ fn auscope(args: &[&str]) -> std::process::Output {
         .expect("run auscope")
 }
 
-#[test]
-fn faces_json_on_an_image() {
-    let path = face_image("multi_face.jpg");
-    let out = auscope(&[
+/// `auscope faces PATH --json --device cpu EXTRA...`, which must succeed; its JSON.
+fn faces_json(path: &std::path::Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
         "faces",
         path.to_str().expect("utf8"),
         "--json",
         "--device",
         "cpu",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let out = auscope(&args);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+#[test]
+fn faces_json_on_an_image() {
+    let path = face_image("multi_face.jpg");
+    let v = faces_json(&path, &[]);
     let frames = v["frames"].as_array().expect("frames");
     assert_eq!(frames.len(), 1);
     assert_eq!(frames[0]["index"], 0);
@@ -60,19 +67,7 @@ fn faces_json_on_an_image() {
 #[test]
 fn faces_json_on_a_video_and_a_folder() {
     let path = video("single_face.mp4");
-    let out = auscope(&[
-        "faces",
-        path.to_str().expect("utf8"),
-        "--json",
-        "--device",
-        "cpu",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let v = faces_json(&path, &[]);
     let frames = v["frames"].as_array().expect("frames");
     assert_eq!(frames.len(), 72);
     assert!(

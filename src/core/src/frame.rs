@@ -27,20 +27,14 @@ pub const MAX_IMAGE_SIDE: u32 = 16_384;
 /// Decode an image file to RGB (grayscale and alpha images are converted;
 /// alpha is dropped). Errors name the file and the reason.
 pub fn load_image(path: &Path) -> Result<RgbImage, CoreError> {
-    let reader = image::ImageReader::open(path)
-        .map_err(|e| CoreError::Io {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })?
-        .with_guessed_format()
-        .map_err(|e| CoreError::Io {
+    // The header is read first (cheaply) so an oversized image is refused
+    // before any pixel memory is allocated.
+    let (width, height) = image_reader(path)?
+        .into_dimensions()
+        .map_err(|e| CoreError::Image {
             path: path.to_owned(),
             reason: e.to_string(),
         })?;
-    let (width, height) = reader.into_dimensions().map_err(|e| CoreError::Image {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })?;
     if width > MAX_IMAGE_SIDE || height > MAX_IMAGE_SIDE {
         return Err(CoreError::TooLarge {
             path: path.to_owned(),
@@ -49,16 +43,7 @@ pub fn load_image(path: &Path) -> Result<RgbImage, CoreError> {
             limit: MAX_IMAGE_SIDE,
         });
     }
-    let mut reader = image::ImageReader::open(path)
-        .map_err(|e| CoreError::Io {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })?
-        .with_guessed_format()
-        .map_err(|e| CoreError::Io {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })?;
+    let mut reader = image_reader(path)?;
     let mut limits = image::Limits::default();
     limits.max_alloc = Some(2 << 30);
     reader.limits(limits);
@@ -67,6 +52,18 @@ pub fn load_image(path: &Path) -> Result<RgbImage, CoreError> {
         reason: e.to_string(),
     })?;
     Ok(decoded.to_rgb8())
+}
+
+/// A reader with its format guessed from the file's content, not its name.
+fn image_reader(
+    path: &Path,
+) -> Result<image::ImageReader<std::io::BufReader<std::fs::File>>, CoreError> {
+    image::ImageReader::open(path)
+        .and_then(|r| r.with_guessed_format())
+        .map_err(|e| CoreError::Io {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })
 }
 
 /// A rotated square region of a frame, in frame pixels: what a face crop shows.
