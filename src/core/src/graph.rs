@@ -28,7 +28,6 @@ struct GraphFile {
 struct GraphIo {
     id: usize,
     name: String,
-    shape: Vec<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -221,16 +220,6 @@ impl Graph {
             .get(&id)
             .cloned()
             .ok_or_else(|| CoreError::Weights(format!("missing constant t{id}")))
-    }
-
-    /// Input size (height, width) of the first input, from its NHWC shape.
-    pub fn input_hw(&self) -> Option<[usize; 2]> {
-        self.inputs
-            .first()
-            .and_then(|io| match io.shape.as_slice() {
-                [_, h, w, _] => Some([*h, *w]),
-                _ => None,
-            })
     }
 
     pub fn device(&self) -> &Device {

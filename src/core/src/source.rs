@@ -140,10 +140,6 @@ impl FolderSource {
         };
         Ok(FolderSource { info, files })
     }
-
-    pub fn file(&self, index: usize) -> Option<&Path> {
-        self.files.get(index).map(PathBuf::as_path)
-    }
 }
 
 impl FrameSource for FolderSource {
@@ -317,10 +313,6 @@ impl VideoSource {
             decoder: None,
             max_skip: 48,
         })
-    }
-
-    pub fn frame_size(&self) -> (u32, u32) {
-        (self.width, self.height)
     }
 
     fn start(&self, index: usize) -> Result<Decoder, CoreError> {

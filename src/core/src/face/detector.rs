@@ -145,7 +145,6 @@ pub fn weighted_nms(mut dets: Vec<Detection>, iou_threshold: f32) -> Vec<Detecti
 }
 
 pub struct FaceDetector {
-    kind: DetectorKind,
     graph: Graph,
     input: usize,
     anchors: Vec<[f32; 2]>,
@@ -157,19 +156,10 @@ impl FaceDetector {
         let graph = Graph::from_bytes(spec.graph.graph_json, spec.graph.weights, device)?;
         let anchors = anchors(spec.input, spec.strides, spec.two_per_layer);
         Ok(FaceDetector {
-            kind,
             graph,
             input: spec.input,
             anchors,
         })
-    }
-
-    pub fn kind(&self) -> DetectorKind {
-        self.kind
-    }
-
-    pub fn input_size(&self) -> usize {
-        self.input
     }
 
     /// The square that letterboxes the whole frame.
