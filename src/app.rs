@@ -8,7 +8,9 @@ use auscope_core::source::{SourceInfo, SourceKind};
 use eframe::egui::{self, ColorImage, Key, TextureHandle, TextureOptions, Vec2};
 
 use crate::viewer::{OverlayOptions, ViewTransform, viewer_ui};
-use crate::worker::{AnalyzedFrame, Reply, Request, Worker};
+use auscope_core::models::ModelKind;
+
+use crate::worker::{AnalyzedFrame, ModelInfo, ModelRequest, Reply, Request, Worker};
 
 /// What is on screen for the current frame.
 struct Shown {
@@ -35,6 +37,10 @@ pub struct AuscopeApp {
     /// The last error, shown until dismissed; the app stays usable.
     error: Option<String>,
     busy: bool,
+    /// The AU model asked for, and the one the worker confirmed.
+    model_wanted: Option<ModelKind>,
+    model: Option<ModelInfo>,
+    model_loading: bool,
 }
 
 impl AuscopeApp {
@@ -58,6 +64,9 @@ impl AuscopeApp {
             view: ViewTransform::default(),
             error: None,
             busy: false,
+            model_wanted: None,
+            model: None,
+            model_loading: false,
         };
         if let Some(path) = open {
             app.open(path);
@@ -83,6 +92,28 @@ impl AuscopeApp {
     /// The error on screen, if any.
     pub fn error(&self) -> Option<&str> {
         self.error.as_deref()
+    }
+
+    /// The AU model in use (tests wait for this).
+    pub fn model(&self) -> Option<&ModelInfo> {
+        self.model.as_ref()
+    }
+
+    /// AU probabilities of the selected face on screen.
+    pub fn selected_aus(&self) -> Option<Vec<f32>> {
+        let shown = self.shown.as_ref()?;
+        let probs = shown.analyzed.aus.as_ref()?.as_ref().ok()?;
+        probs.get(self.selected_face?).cloned()
+    }
+
+    /// Switch the AU model; `weights` None runs it on random weights.
+    pub fn set_model(&mut self, kind: Option<ModelKind>, weights: Option<PathBuf>) {
+        let request = kind.map(|kind| ModelRequest { kind, weights });
+        if self.worker.send(Request::SetModel(request)) {
+            self.model_wanted = kind;
+            self.model_loading = true;
+            self.requested = None;
+        }
     }
 
     pub fn open(&mut self, path: PathBuf) {
@@ -132,6 +163,20 @@ impl AuscopeApp {
                     self.busy = false;
                     self.error = Some(e);
                 }
+                Reply::Model(result) => {
+                    self.model_loading = false;
+                    match result {
+                        Ok(info) => {
+                            self.model_wanted = info.as_ref().map(|i| i.kind);
+                            self.model = info;
+                        }
+                        Err(e) => {
+                            self.model_wanted = self.model.as_ref().map(|i| i.kind);
+                            self.error = Some(e);
+                        }
+                    }
+                    self.requested = None;
+                }
             }
         }
         if self.source.is_some()
@@ -179,6 +224,32 @@ impl AuscopeApp {
                 ui.checkbox(&mut self.show_timings, "Frame timings");
                 if ui.button("Fit to window").clicked() {
                     self.view = ViewTransform::default();
+                    ui.close();
+                }
+            });
+            ui.menu_button("Model", |ui| {
+                let mut wanted = self.model_wanted;
+                let mut changed = ui.radio_value(&mut wanted, None, "No AU model").clicked();
+                for kind in ModelKind::ALL {
+                    changed |= ui.radio_value(&mut wanted, Some(kind), kind.title()).clicked();
+                }
+                if changed && wanted != self.model_wanted {
+                    self.set_model(wanted, None);
+                    ui.close();
+                }
+                ui.separator();
+                let kind = self.model_wanted;
+                if ui
+                    .add_enabled(kind.is_some(), egui::Button::new("Load weights…"))
+                    .on_disabled_hover_text("Choose a model first")
+                    .clicked()
+                {
+                    let picked = rfd::FileDialog::new()
+                        .add_filter("auscope or PyTorch weights", &["bpk", "safetensors", "pth", "pt"])
+                        .pick_file();
+                    if let Some(path) = picked {
+                        self.set_model(kind, Some(path));
+                    }
                     ui.close();
                 }
             });
@@ -285,6 +356,8 @@ impl AuscopeApp {
                 self.selected_face = Some(i);
             }
         }
+        let selected = self.selected_face.filter(|&i| i < faces.len());
+        au_panel_ui(ui, self.model.as_ref(), self.model_loading, &shown.analyzed, selected);
         if !self.show_crop {
             return;
         }
@@ -360,12 +433,65 @@ impl AuscopeApp {
                         "decode {:.0} ms, faces {:.0} ms",
                         a.decode_ms, a.faces_ms
                     ));
+                    if a.aus.is_some() {
+                        ui.label(format!("AUs {:.0} ms", a.aus_ms));
+                    }
                 }
             }
             if self.busy {
                 ui.spinner();
             }
         });
+    }
+}
+
+/// The selected face's AU probabilities under the current model.
+fn au_panel_ui(
+    ui: &mut egui::Ui,
+    model: Option<&ModelInfo>,
+    loading: bool,
+    analyzed: &AnalyzedFrame,
+    selected: Option<usize>,
+) {
+    ui.separator();
+    let Some(model) = model else {
+        ui.label(if loading { "Loading AU model…" } else { "No AU model (Model menu)." });
+        return;
+    };
+    ui.heading(format!("AUs: {}", model.kind.title()));
+    if model.random {
+        ui.colored_label(
+            egui::Color32::from_rgb(255, 170, 60),
+            "Random weights: this model is not trained, its probabilities mean nothing. \
+             Load weights from the Model menu.",
+        );
+    } else {
+        ui.label(format!("Weights: {}", model.source));
+    }
+    ui.label(format!("{:.1} M parameters", model.params as f64 / 1e6));
+    match (&analyzed.aus, selected) {
+        (Some(Err(e)), _) => {
+            ui.colored_label(egui::Color32::from_rgb(255, 110, 110), format!("Model failed: {e}"));
+        }
+        (Some(Ok(probs)), Some(i)) if i < probs.len() => {
+            egui::Grid::new("au-probs").num_columns(2).show(ui, |ui| {
+                for (name, p) in model.aus.iter().zip(&probs[i]) {
+                    ui.label(name);
+                    ui.add(
+                        egui::ProgressBar::new(*p)
+                            .desired_width(160.0)
+                            .text(format!("{p:.2}")),
+                    );
+                    ui.end_row();
+                }
+            });
+        }
+        (None, _) if loading => {
+            ui.label("Loading AU model…");
+        }
+        _ => {
+            ui.label("Running…");
+        }
     }
 }
 

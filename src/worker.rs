@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use auscope_core::face::{DetectorKind, Face, FacePipeline};
 use auscope_core::frame::Frame;
+use auscope_core::models::{AuModel, ModelKind, open_model};
 use auscope_core::source::{FrameSource, SourceInfo, open_source};
 use burn::tensor::Device;
 
@@ -17,6 +18,26 @@ pub enum Request {
     Open(PathBuf),
     Frame(usize),
     SetDetector(DetectorKind),
+    /// Run this AU model on every frame (None: no AU model).
+    SetModel(Option<ModelRequest>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelRequest {
+    pub kind: ModelKind,
+    /// A .bpk or PyTorch checkpoint; None: random initialisation.
+    pub weights: Option<PathBuf>,
+}
+
+/// The AU model in use, as the UI shows it.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    pub kind: ModelKind,
+    pub aus: Vec<String>,
+    pub source: String,
+    pub params: usize,
+    /// True when no weights were loaded.
+    pub random: bool,
 }
 
 /// A frame with its faces, ready to show.
@@ -25,6 +46,9 @@ pub struct AnalyzedFrame {
     pub faces: Vec<Face>,
     pub decode_ms: f64,
     pub faces_ms: f64,
+    /// Per face, the AU probabilities of the current model (None: no model).
+    pub aus: Option<Result<Vec<Vec<f32>>, String>>,
+    pub aus_ms: f64,
 }
 
 pub enum Reply {
@@ -35,6 +59,8 @@ pub enum Reply {
     },
     /// The models could not be loaded; nothing can be analysed.
     Fatal(String),
+    /// The AU model was (un)loaded, or failed to load (the previous one stays).
+    Model(Result<Option<ModelInfo>, String>),
 }
 
 pub struct Worker {
@@ -84,6 +110,7 @@ fn serve(
         }
     };
     let mut source: Option<Box<dyn FrameSource>> = None;
+    let mut model: Option<AuModel> = None;
     while let Ok(first) = requests.recv() {
         // Coalesce: opens and detector changes all apply; only the last frame request is served.
         let mut batch = vec![first];
@@ -119,10 +146,30 @@ fn serve(
                     }
                 }
                 Request::SetDetector(_) => true,
+                Request::SetModel(None) => {
+                    model = None;
+                    reply(Reply::Model(Ok(None)))
+                }
+                Request::SetModel(Some(req)) => {
+                    match open_model(req.kind, None, req.weights.as_deref(), None, &device) {
+                        Ok(m) => {
+                            let info = ModelInfo {
+                                kind: req.kind,
+                                aus: m.aus().to_vec(),
+                                source: m.source.clone(),
+                                params: m.num_params(),
+                                random: req.weights.is_none(),
+                            };
+                            model = Some(m);
+                            reply(Reply::Model(Ok(Some(info))))
+                        }
+                        Err(e) => reply(Reply::Model(Err(e.to_string()))),
+                    }
+                }
                 Request::Frame(index) if Some(i) == last_frame => match source.as_mut() {
                     Some(s) => reply(Reply::Frame {
                         index,
-                        result: analyze(s.as_mut(), &pipeline, index),
+                        result: analyze(s.as_mut(), &pipeline, model.as_ref(), &device, index),
                     }),
                     None => true,
                 },
@@ -138,6 +185,8 @@ fn serve(
 fn analyze(
     source: &mut dyn FrameSource,
     pipeline: &FacePipeline,
+    model: Option<&AuModel>,
+    device: &Device,
     index: usize,
 ) -> Result<AnalyzedFrame, String> {
     let t0 = Instant::now();
@@ -145,10 +194,15 @@ fn analyze(
     let t1 = Instant::now();
     let faces = pipeline.faces(&frame.image).map_err(|e| e.to_string())?;
     let t2 = Instant::now();
+    // A model failure is shown next to the faces; the frame still shows.
+    let aus = model.map(|m| m.predict_faces(&frame.image, &faces, device).map_err(|e| e.to_string()));
+    let t3 = Instant::now();
     Ok(AnalyzedFrame {
         frame,
         faces,
         decode_ms: (t1 - t0).as_secs_f64() * 1e3,
         faces_ms: (t2 - t1).as_secs_f64() * 1e3,
+        aus,
+        aus_ms: (t3 - t2).as_secs_f64() * 1e3,
     })
 }

@@ -129,3 +129,95 @@ fn bad_input_fails_with_a_message() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown device"));
 }
+
+/// A tiny config of `model` written to a temp file (full-size models are
+/// slow on CI's CPU; the code path is the same).
+fn tiny_config(model: &str) -> std::path::PathBuf {
+    let kind = auscope_core::models::ModelKind::parse(model).expect("kind");
+    let path = std::env::temp_dir().join(format!("auscope-cli-{model}-{}.json", std::process::id()));
+    std::fs::write(&path, auscope_core::models::ModelSpec::tiny(kind).to_json()).expect("write config");
+    path
+}
+
+#[test]
+fn infer_json_lists_au_probabilities_per_face() {
+    let image = face_image("multi_face.jpg");
+    for model in ["fan-trans", "transau", "piap", "lrp-arl-ff"] {
+        let config = tiny_config(model);
+        let out = auscope(&[
+            "infer", image.to_str().expect("utf8"), "--model", model,
+            "--config", config.to_str().expect("utf8"), "--json", "--device", "cpu",
+        ]);
+        assert!(out.status.success(), "{model}: {}", String::from_utf8_lossy(&out.stderr));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("randomly initialised"), "{model}: must warn about random weights: {stderr}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(v["model"], model);
+        assert_eq!(v["weights"], "random init");
+        let faces = v["frames"][0]["faces"].as_array().expect("faces");
+        assert_eq!(faces.len(), 5, "{model}");
+        for f in faces {
+            assert_eq!(floats(&f["box"]).len(), 4);
+            let aus = f["aus"].as_object().expect("aus");
+            assert_eq!(aus.len(), 12);
+            assert!(aus.contains_key("AU01") && aus.contains_key("AU24"));
+            assert!(aus.values().all(|p| (0.0..=1.0).contains(&p.as_f64().expect("p"))));
+        }
+        let _ = std::fs::remove_file(config);
+    }
+}
+
+#[test]
+fn infer_rejects_bad_weights_and_models_clearly() {
+    let image = face_image("single_face.jpg");
+    let img = image.to_str().expect("utf8");
+    let out = auscope(&["infer", img, "--model", "resnet", "--json"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown model 'resnet'"));
+
+    // Weights of another model.
+    let dir = std::env::temp_dir().join(format!("auscope-cli-w-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let d = burn::tensor::Device::flex();
+    let piap = auscope_core::models::AuModel::new(
+        auscope_core::models::ModelSpec::tiny(auscope_core::models::ModelKind::Piap),
+        &d,
+    )
+    .expect("model");
+    let bpk = dir.join("piap.bpk");
+    auscope_core::models::weights::save(&piap, &bpk).expect("save");
+    let out = auscope(&["infer", img, "--model", "transau", "--weights", bpk.to_str().expect("utf8"), "--device", "cpu"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("these are PIAP weights, not TransAU weights"), "{err}");
+
+    // A truncated file.
+    let bytes = std::fs::read(&bpk).expect("read");
+    std::fs::write(&bpk, &bytes[..bytes.len() / 2]).expect("write");
+    let out = auscope(&["infer", img, "--model", "piap", "--weights", bpk.to_str().expect("utf8"), "--device", "cpu"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("piap.bpk"));
+
+    // Its own weights load and run.
+    auscope_core::models::weights::save(&piap, &bpk).expect("save");
+    let out = auscope(&["infer", img, "--model", "piap", "--weights", bpk.to_str().expect("utf8"), "--json", "--device", "cpu"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(v["weights"].as_str().expect("weights").ends_with("piap.bpk"));
+    assert_eq!(v["frames"][0]["faces"].as_array().expect("faces").len(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn infer_on_an_image_without_faces_reports_no_faces() {
+    let image = face_image("free-mountain-vector-01.jpg");
+    let config = tiny_config("lrp-arl-ff");
+    let out = auscope(&[
+        "infer", image.to_str().expect("utf8"), "--model", "lrp-arl-ff",
+        "--config", config.to_str().expect("utf8"), "--json", "--device", "cpu",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["frames"][0]["faces"].as_array().expect("faces").len(), 0);
+    let _ = std::fs::remove_file(config);
+}

@@ -72,3 +72,49 @@ fn a_corrupt_file_shows_an_error_and_the_app_stays_usable() {
     wait_for_frame(&mut harness);
     assert_eq!(harness.state().face_count(), Some(1));
 }
+
+/// Step until `done` holds (the worker runs models in the background).
+fn step_until(harness: &mut Harness<'_, AuscopeApp>, what: &str, done: impl Fn(&AuscopeApp) -> bool) {
+    let start = Instant::now();
+    while !done(harness.state()) {
+        assert!(start.elapsed() < Duration::from_secs(300), "{what}: not within 5 minutes");
+        harness.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for _ in 0..4 {
+        harness.step();
+    }
+}
+
+#[test]
+fn choosing_a_model_shows_au_probabilities_and_says_weights_are_random() {
+    use auscope_core::models::ModelKind;
+    let mut harness = harness_with(face_image("single_face.jpg"));
+    wait_for_frame(&mut harness);
+    harness.get_by_label("No AU model (Model menu).");
+    harness.state_mut().set_model(Some(ModelKind::Piap), None);
+    step_until(&mut harness, "model loaded", |app| app.model().is_some());
+    step_until(&mut harness, "AUs shown", |app| app.selected_aus().is_some());
+    let probs = harness.state().selected_aus().unwrap_or_default();
+    assert_eq!(probs.len(), 12);
+    assert!(probs.iter().all(|p| (0.0..=1.0).contains(p)));
+    harness.get_by_label("AUs: PIAP");
+    harness.get_by_label_contains("Random weights");
+    harness.get_by_label("AU12");
+
+    // Weights of another model: an error, and the PIAP model stays.
+    let dir = scratch("gui-weights");
+    let d = Device::flex();
+    let other = auscope_core::models::AuModel::new(
+        auscope_core::models::ModelSpec::tiny(ModelKind::Transau),
+        &d,
+    )
+    .expect("model");
+    let bpk = dir.join("transau.bpk");
+    auscope_core::models::weights::save(&other, &bpk).expect("save");
+    harness.state_mut().set_model(Some(ModelKind::Piap), Some(bpk));
+    step_until(&mut harness, "error shown", |app| app.error().is_some());
+    let error = harness.state().error().unwrap_or_default().to_string();
+    assert!(error.contains("these are TransAU weights, not PIAP weights"), "{error}");
+    assert_eq!(harness.state().model().map(|m| m.kind), Some(ModelKind::Piap));
+}

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use auscope_core::face::{DetectorKind, FacePipeline};
-use auscope_core::report::{FaceJson, FacesReport, FrameFaces};
+use auscope_core::models::{ModelKind, open_model};
+use auscope_core::report::{AuFace, AuFrame, AuReport, FaceJson, FacesReport, FrameFaces};
 use auscope_core::source::open_source;
 use auscope_core::{Compute, DeviceChoice};
 use clap::{Parser, Subcommand};
@@ -37,6 +38,31 @@ enum Command {
         #[arg(long, default_value = "full")]
         detector: DetectorKind,
     },
+    /// Run an AU model on every face of an image, a folder of images or a video.
+    Infer {
+        /// Image, folder or video (mp4, mov, avi, mkv).
+        input: PathBuf,
+        /// fan-trans, transau, piap or lrp-arl-ff.
+        #[arg(long)]
+        model: String,
+        /// Weights: an auscope .bpk file, or a PyTorch checkpoint of the whole
+        /// model (.safetensors, .pth, .pt). Without it the model runs on random
+        /// weights and says so.
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// A PyTorch checkpoint of the backbone alone (face-alignment FAN,
+        /// torchvision Inception3/ResNet/EfficientNet, insightface IResNet).
+        #[arg(long)]
+        backbone_weights: Option<PathBuf>,
+        /// Model config (JSON); default: the paper's full-size configuration.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print JSON: {"model":M,"weights":W,"frames":[{"index":N,"faces":[{"box":[x,y,w,h],"aus":{"AU01":p,...}}]}]}
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = "full")]
+        detector: DetectorKind,
+    },
 }
 
 fn main() {
@@ -54,6 +80,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             json,
             detector,
         } => faces(&input, json, detector, cli.device),
+        Command::Infer {
+            input,
+            model,
+            weights,
+            backbone_weights,
+            config,
+            json,
+            detector,
+        } => infer(
+            &input,
+            InferArgs {
+                model: &model,
+                weights: weights.as_deref(),
+                backbone_weights: backbone_weights.as_deref(),
+                config: config.as_deref(),
+            },
+            json,
+            detector,
+            cli.device,
+        ),
     }
 }
 
@@ -114,6 +160,83 @@ fn faces(
     }
     if failed == count {
         anyhow::bail!("no frame of {} could be read", input.display());
+    }
+    Ok(())
+}
+
+struct InferArgs<'a> {
+    model: &'a str,
+    weights: Option<&'a std::path::Path>,
+    backbone_weights: Option<&'a std::path::Path>,
+    config: Option<&'a std::path::Path>,
+}
+
+fn infer(
+    input: &std::path::Path,
+    args: InferArgs,
+    json: bool,
+    detector: DetectorKind,
+    device: DeviceChoice,
+) -> anyhow::Result<()> {
+    let kind = ModelKind::parse(args.model)?;
+    let mut source = open_source(input)?;
+    let compute = Compute::init(device)?;
+    eprintln!("device: {}", compute.status_line());
+    let model = open_model(kind, args.config, args.weights, args.backbone_weights, &compute.device)?;
+    if args.weights.is_none() {
+        eprintln!(
+            "warning: no --weights: {} runs on randomly initialised weights; its probabilities mean nothing",
+            kind.title()
+        );
+    }
+    let pipeline = FacePipeline::new(detector, &compute.device).context("loading face models")?;
+    let count = source.info().frame_count;
+    let mut report = AuReport {
+        model: kind.name().to_string(),
+        weights: model.source.clone(),
+        frames: Vec::with_capacity(count),
+    };
+    let mut failed = 0;
+    for index in 0..count {
+        let result = source.frame(index).and_then(|frame| {
+            let faces = pipeline.faces(&frame.image)?;
+            let probs = model.predict_faces(&frame.image, &faces, &compute.device)?;
+            Ok(faces
+                .iter()
+                .zip(probs)
+                .map(|(f, p)| AuFace {
+                    bbox: f.box_xywh(),
+                    aus: model.aus().iter().cloned().zip(p).collect(),
+                })
+                .collect::<Vec<_>>())
+        });
+        let entry = match result {
+            Ok(faces) => AuFrame { index, faces, error: None },
+            Err(e) => {
+                failed += 1;
+                eprintln!("frame {index}: {e}");
+                AuFrame { index, faces: Vec::new(), error: Some(e.to_string()) }
+            }
+        };
+        if !json {
+            println!("frame {index}: {} face(s)", entry.faces.len());
+            for f in &entry.faces {
+                let aus: Vec<String> = f.aus.iter().map(|(k, v)| format!("{k}={v:.2}")).collect();
+                println!("  box {:.0},{:.0},{:.0},{:.0}: {}", f.bbox[0], f.bbox[1], f.bbox[2], f.bbox[3], aus.join(" "));
+            }
+        }
+        report.frames.push(entry);
+        if count > 1 && (index + 1) % 25 == 0 {
+            eprintln!("{}/{count} frames", index + 1);
+        }
+    }
+    if json {
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer(&mut out, &report)?;
+        writeln!(out)?;
+    }
+    if failed == count {
+        anyhow::bail!("no frame of {} could be processed", input.display());
     }
     Ok(())
 }

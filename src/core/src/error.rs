@@ -31,4 +31,6 @@ pub enum CoreError {
     Weights(String),
     #[error("model graph: {0}")]
     Graph(String),
+    #[error("model: {0}")]
+    Model(String),
 }

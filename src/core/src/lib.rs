@@ -9,6 +9,7 @@ pub mod error;
 pub mod face;
 pub mod frame;
 pub mod graph;
+pub mod models;
 pub mod report;
 pub mod source;
 

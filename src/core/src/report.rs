@@ -35,3 +35,28 @@ impl From<&Face> for FaceJson {
         }
     }
 }
+
+/// The JSON that `auscope infer --json` prints.
+#[derive(Debug, Serialize)]
+pub struct AuReport {
+    pub model: String,
+    /// The weights file, or "random init" when none was given.
+    pub weights: String,
+    pub frames: Vec<AuFrame>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AuFrame {
+    pub index: usize,
+    pub faces: Vec<AuFace>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AuFace {
+    #[serde(rename = "box")]
+    pub bbox: [f32; 4],
+    /// AU name -> probability, in AU order.
+    pub aus: std::collections::BTreeMap<String, f32>,
+}

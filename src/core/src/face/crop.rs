@@ -70,3 +70,10 @@ pub fn crop_face(image: &RgbImage, face: &Face, spec: CropSpec) -> FaceCrop {
     };
     FaceCrop { spec, image, roi }
 }
+
+/// The upright box crop at any side (the AU models' input sizes are
+/// configuration), with the region of the frame it shows.
+pub fn crop_rgb(image: &RgbImage, face: &Face, size: usize) -> (RgbImage, Roi) {
+    let roi = model_roi(face);
+    (to_rgb_image(&warp(image, &roi, size), size), roi)
+}

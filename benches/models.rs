@@ -1,0 +1,124 @@
+//! Per-model latency of the AU model zoo (full-size paper configurations) at
+//! batch 1 and 16, on the CPU (burn Flex) and on wgpu, next to the PyTorch
+//! CPU references of the same networks measured in the same run
+//! (tools/bench_models.py; needs torch, torchvision and face-alignment).
+//!
+//! `cargo bench --bench models`. Env: AUSCOPE_BENCH_BATCHES (default "1,16"),
+//! AUSCOPE_BENCH_ITERS (default 3).
+//!
+//! PyTorch reference code exists for the backbones only, so the ratio column
+//! compares like with like: each backbone in burn vs the same backbone in
+//! PyTorch. PIAP's deployed model is EfficientNet-B1 + FC, so that row is
+//! the whole model on both sides.
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::Instant;
+
+use auscope_core::models::backbones::efficientnet::EfficientNetConfig;
+use auscope_core::models::backbones::inception::InceptionConfig;
+use auscope_core::models::backbones::iresnet::IResNetConfig;
+use auscope_core::models::blocks::{Trace, gap};
+use auscope_core::models::fan::FanConfig;
+use auscope_core::models::{AuModel, ModelKind, ModelSpec};
+use auscope_core::{Compute, DeviceChoice};
+use burn::nn::LinearConfig;
+use burn::tensor::{Device, Distribution, Tensor};
+
+fn mean_ms(iters: usize, device: &Device, mut f: impl FnMut()) -> f64 {
+    f(); // warm-up: kernel compilation, autotune, caches
+    let _ = device.sync();
+    let start = Instant::now();
+    for _ in 0..iters {
+        f();
+    }
+    let _ = device.sync();
+    start.elapsed().as_secs_f64() * 1e3 / iters as f64
+}
+
+fn input(b: usize, side: usize, d: &Device) -> Tensor<4> {
+    Tensor::random([b, 3, side, side], Distribution::Uniform(0.0, 1.0), d)
+}
+
+fn main() {
+    let batches: Vec<usize> = std::env::var("AUSCOPE_BENCH_BATCHES")
+        .unwrap_or_else(|_| "1,16".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let iters: usize = std::env::var("AUSCOPE_BENCH_ITERS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let batch_arg = batches.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(",");
+    let torch: HashMap<String, HashMap<String, f64>> = Command::new("python3")
+        .args(["tools/bench_models.py", "--iters", &iters.to_string(), "--batches", &batch_arg])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| serde_json::from_slice(&o.stdout).ok())
+        .unwrap_or_default();
+    if torch.is_empty() {
+        eprintln!("PyTorch column: n/a (python3 tools/bench_models.py failed)");
+    }
+
+    let mut devices: Vec<(String, Device)> = vec![("cpu (Flex)".into(), Device::flex())];
+    if let Ok(c) = Compute::init(DeviceChoice::Wgpu) {
+        devices.push((c.name.clone(), c.device.clone()));
+    }
+
+    println!("| network | batch | device | burn ms | PyTorch CPU ms | burn / PyTorch |");
+    println!("|---|---|---|---|---|---|");
+    for (dev_name, d) in &devices {
+        for &b in &batches {
+            // Whole models, paper configurations (no PyTorch counterpart).
+            for kind in ModelKind::ALL {
+                let model = AuModel::new(ModelSpec::paper(kind), d).expect("model");
+                let side = model.spec.input().size;
+                let x = input(b, side, d);
+                let ms = mean_ms(iters, d, || {
+                    let out = model.forward(x.clone(), &mut Trace::none());
+                    let _ = out.probs.into_data();
+                });
+                println!("| {} (whole model) | {b} | {dev_name} | {ms:.1} | n/a | n/a |", kind.title());
+            }
+            // Backbones, against PyTorch.
+            let mut rows: Vec<(&str, f64)> = Vec::new();
+            {
+                let fan = FanConfig::fan4().init(d);
+                let x = input(b, 256, d);
+                rows.push(("fan4", mean_ms(iters, d, || {
+                    let _ = fan.forward(x.clone(), &mut Trace::none()).heatmaps.pop().map(|h| h.into_data());
+                })));
+            }
+            {
+                let inc = InceptionConfig { transform_input: false }.init(d);
+                let x = input(b, 224, d);
+                rows.push(("inception_v3_mixed6e", mean_ms(iters, d, || {
+                    let _ = inc.forward(x.clone(), "", &mut Trace::none()).into_data();
+                })));
+            }
+            {
+                let b1 = EfficientNetConfig::b1(3).init(d);
+                let fc = LinearConfig::new(1280, 12).init(d);
+                let x = input(b, 224, d);
+                rows.push(("efficientnet_b1", mean_ms(iters, d, || {
+                    let _ = fc.forward(gap(b1.forward(x.clone(), "", &mut Trace::none()))).into_data();
+                })));
+            }
+            {
+                let ir = IResNetConfig::depth(100).expect("100").init(d);
+                let x = input(b, 112, d);
+                rows.push(("iresnet100", mean_ms(iters, d, || {
+                    let _ = ir.forward(x.clone(), "", &mut Trace::none()).1.into_data();
+                })));
+            }
+            for (name, ms) in rows {
+                let t = torch.get(name).and_then(|m| m.get(&b.to_string())).copied();
+                let (tc, ratio) = match t {
+                    Some(t) => (format!("{t:.1}"), format!("{:.2}", ms / t)),
+                    None => ("n/a".into(), "n/a".into()),
+                };
+                println!("| {name} | {b} | {dev_name} | {ms:.1} | {tc} | {ratio} |");
+            }
+        }
+    }
+}

@@ -1,0 +1,361 @@
+#!/usr/bin/env python3
+"""PyTorch references for auscope's burn model zoo (issue: model zoo, part 8).
+
+For each case this builds the reference module (face-alignment's FAN,
+torchvision's ResNet50 / Inception3 / EfficientNet, insightface's IResNet,
+a timm-style transformer block with FAN-Trans' learned attention drop and a
+TransAU encoder layer with relative positions), fills every tensor of its
+state_dict from a counter-based generator keyed by the tensor's name, runs a
+fixed input through it, and writes
+
+    tests/fixtures/parity/<case>.json          keys, shapes and value ranges
+    tests/fixtures/parity/<case>.safetensors   the input and the outputs
+
+The generator (SplitMix64 over FNV-1a(name) + index) is re-implemented in
+tests/parity_models.rs, so the Rust test regenerates the same weights,
+writes them as a PyTorch-layout safetensors file and imports it through the
+app's key tables: the weights never need to be committed.
+
+It also records full-size parameter counts (params.json).
+
+    pip install torch torchvision face-alignment   # CPU is enough
+    python3 tools/model_reference.py
+"""
+
+import json
+import math
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+from safetensors.torch import save_file
+
+OUT = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "parity")
+
+
+# ---- the shared generator -------------------------------------------------
+
+def fnv1a64(s: str) -> int:
+    h = 0xCBF29CE484222325
+    for b in s.encode():
+        h ^= b
+        h = (h * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def uniform(name: str, n: int) -> np.ndarray:
+    """n values in [0, 1), 24-bit resolution, keyed by name."""
+    with np.errstate(over="ignore"):
+        i = np.arange(1, n + 1, dtype=np.uint64)
+        z = np.uint64(fnv1a64(name)) + i * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(40)).astype(np.float64) / float(1 << 24)
+
+
+def values(name: str, shape, offset: float, scale: float) -> torch.Tensor:
+    n = int(np.prod(shape)) if len(shape) else 1
+    v = offset + scale * (2.0 * uniform(name, n) - 1.0)
+    return torch.from_numpy(v.astype(np.float32).reshape(shape))
+
+
+def value_range(module_of: dict, key: str, shape):
+    """(offset, scale) for a state_dict entry, by the kind of its module."""
+    leaf = key.rsplit(".", 1)[-1]
+    mod = module_of.get(key.rsplit(".", 1)[0])
+    if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)):
+        return {"weight": (1.0, 0.1), "bias": (0.0, 0.1), "running_mean": (0.0, 0.1),
+                "running_var": (1.0, 0.25)}[leaf]
+    if isinstance(mod, nn.PReLU):
+        return (0.25, 0.05)
+    if leaf == "drop_mask":
+        return (0.0, 2.0)
+    if leaf in ("rel_k", "rel_v"):
+        return (0.0, 0.5)
+    if leaf == "bias" or leaf == "in_proj_bias":
+        return (0.0, 0.1)
+    fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+    return (0.0, math.sqrt(3.0 / fan_in))
+
+
+def fill(model: nn.Module, strip: str = ""):
+    """Fill every state_dict entry; values are keyed by the entry's name
+    without `strip` (the name the exported file uses)."""
+    module_of = dict(model.named_modules())
+    sd = model.state_dict()
+    keys = []
+    new = {}
+    for k, t in sd.items():
+        if k.endswith("num_batches_tracked"):
+            continue
+        name = k[len(strip):] if strip and k.startswith(strip) else k
+        off, sc = value_range(module_of, k, list(t.shape))
+        new[k] = values(name, list(t.shape), off, sc)
+        keys.append([name, list(t.shape), off, sc])
+    model.load_state_dict(new, strict=False)
+    return keys
+
+
+def n_params(m: nn.Module) -> int:
+    """Parameters plus BatchNorm running statistics: burn's `num_params`
+    counts those (they are module state), so this is what we compare."""
+    return sum(t.numel() for k, t in m.state_dict().items() if not k.endswith("num_batches_tracked"))
+
+
+# ---- reference modules not in a PyPI package ------------------------------
+
+class IBasicBlock(nn.Module):
+    """insightface arcface_torch iresnet.py, verbatim in structure."""
+    expansion = 1
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(inplanes, eps=1e-05)
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes, eps=1e-05)
+        self.prelu = nn.PReLU(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes, eps=1e-05)
+        self.downsample = downsample
+
+    def forward(self, x):
+        identity = x
+        out = self.bn1(x)
+        out = self.conv1(out)
+        out = self.bn2(out)
+        out = self.prelu(out)
+        out = self.conv2(out)
+        out = self.bn3(out)
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        return out + identity
+
+
+class IResNet(nn.Module):
+    fc_scale = 7 * 7
+
+    def __init__(self, layers, num_features=512):
+        super().__init__()
+        self.inplanes = 64
+        self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(64, eps=1e-05)
+        self.prelu = nn.PReLU(64)
+        self.layer1 = self._make_layer(64, layers[0], 2)
+        self.layer2 = self._make_layer(128, layers[1], 2)
+        self.layer3 = self._make_layer(256, layers[2], 2)
+        self.layer4 = self._make_layer(512, layers[3], 2)
+        self.bn2 = nn.BatchNorm2d(512, eps=1e-05)
+        self.dropout = nn.Dropout(p=0.0)
+        self.fc = nn.Linear(512 * self.fc_scale, num_features)
+        self.features = nn.BatchNorm1d(num_features, eps=1e-05)
+
+    def _make_layer(self, planes, blocks, stride):
+        downsample = None
+        if stride != 1 or self.inplanes != planes:
+            downsample = nn.Sequential(
+                nn.Conv2d(self.inplanes, planes, 1, stride, bias=False),
+                nn.BatchNorm2d(planes, eps=1e-05))
+        layers = [IBasicBlock(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes
+        for _ in range(1, blocks):
+            layers.append(IBasicBlock(self.inplanes, planes))
+        return nn.Sequential(*layers)
+
+    def forward(self, x):
+        x = self.prelu(self.bn1(self.conv1(x)))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        fmap = self.bn2(x)
+        x = torch.flatten(fmap, 1)
+        x = self.fc(self.dropout(x))
+        return fmap, self.features(x)
+
+
+class Attention(nn.Module):
+    """timm Attention + FAN-Trans' learned binary drop mask (straight-through)
+    + optional relative positions (Shaw et al.) for TransAU."""
+
+    def __init__(self, dim, heads, tokens, learned_mask=False, max_rel=None):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=True)
+        self.proj = nn.Linear(dim, dim)
+        self.drop_mask = nn.Parameter(torch.zeros(tokens, tokens)) if learned_mask else None
+        hd = dim // heads
+        self.max_rel = max_rel
+        if max_rel is not None:
+            self.rel_k = nn.Parameter(torch.zeros(2 * max_rel + 1, hd))
+            self.rel_v = nn.Parameter(torch.zeros(2 * max_rel + 1, hd))
+
+    def forward(self, x):
+        B, T, C = x.shape
+        H = self.heads
+        qkv = self.qkv(x).reshape(B, T, 3, H, C // H).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        logits = q @ k.transpose(-2, -1)
+        if self.max_rel is not None:
+            idx = torch.arange(T)
+            rel = (idx[None, :] - idx[:, None]).clamp(-self.max_rel, self.max_rel) + self.max_rel
+            rk = self.rel_k[rel]  # [T, T, hd]
+            logits = logits + torch.einsum("bhid,ijd->bhij", q, rk)
+        attn = (logits * (C // H) ** -0.5).softmax(-1)
+        if self.drop_mask is not None:
+            soft = torch.sigmoid(self.drop_mask)
+            hard = (soft > 0.5).float()
+            attn = attn * (hard - soft.detach() + soft)
+        out = attn @ v
+        if self.max_rel is not None:
+            out = out + torch.einsum("bhij,ijd->bhid", attn, self.rel_v[rel])
+        return self.proj(out.transpose(1, 2).reshape(B, T, C)), attn
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, dim * 4)
+        self.fc2 = nn.Linear(dim * 4, dim)
+
+    def forward(self, x):
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """timm's ViT Block (pre-norm, eps 1e-6), heads = dim // 64."""
+
+    def __init__(self, dim, tokens):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(dim, max(dim // 64, 1), tokens, learned_mask=True)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = Mlp(dim)
+
+    def forward(self, x):
+        a, attn = self.attn(self.norm1(x))
+        x = x + a
+        return x + self.mlp(self.norm2(x)), attn
+
+
+class RelEncoderLayer(nn.Module):
+    """nn.TransformerEncoderLayer (post-norm, ReLU) with relative positions
+    in its attention; named like our PostNormLayer."""
+
+    def __init__(self, dim, heads, ffn, tokens):
+        super().__init__()
+        self.self_attn = Attention(dim, heads, tokens, max_rel=tokens - 1)
+        self.linear1 = nn.Linear(dim, ffn)
+        self.linear2 = nn.Linear(ffn, dim)
+        self.norm1 = nn.LayerNorm(dim)
+        self.norm2 = nn.LayerNorm(dim)
+
+    def forward(self, x):
+        a, attn = self.self_attn(x)
+        x = self.norm1(x + a)
+        return self.norm2(x + self.linear2(F.relu(self.linear1(x)))), attn
+
+
+class InceptionTrunk(nn.Module):
+    """torchvision Inception3 forward up to Mixed_6e (TransAU's layer)."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False)
+
+    def forward(self, x):
+        n = self.net
+        x = n.Conv2d_1a_3x3(x)
+        x = n.Conv2d_2a_3x3(x)
+        x = n.Conv2d_2b_3x3(x)
+        x = n.maxpool1(x)
+        x = n.Conv2d_3b_1x1(x)
+        x = n.Conv2d_4a_3x3(x)
+        x = n.maxpool2(x)
+        x = n.Mixed_5d(n.Mixed_5c(n.Mixed_5b(x)))
+        x = n.Mixed_6a(x)
+        return n.Mixed_6e(n.Mixed_6d(n.Mixed_6c(n.Mixed_6b(x))))
+
+
+def resnet_trunk(x, m, stages):
+    x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
+    for s in range(1, stages + 1):
+        x = getattr(m, f"layer{s}")(x)
+    return x
+
+
+# ---- cases ------------------------------------------------------------------
+
+def run_case(name, model, input_shape, forward, outputs, prefix_strip=""):
+    model.eval()
+    keys = fill(model, prefix_strip)
+    x = values("input", input_shape, 0.0, 1.0)
+    with torch.no_grad():
+        outs = forward(model, x)
+    tensors = {"input": x.contiguous()}
+    for oname, t in zip(outputs, outs):
+        tensors[oname] = t.contiguous().float()
+    save_file(tensors, os.path.join(OUT, f"{name}.safetensors"))
+    with open(os.path.join(OUT, f"{name}.json"), "w") as f:
+        json.dump({"case": name, "input_shape": list(input_shape), "outputs": outputs, "keys": keys}, f)
+    print(f"{name}: {len(keys)} tensors, {n_params(model)} params, outputs "
+          + ", ".join(f"{o}{list(t.shape)}" for o, t in zip(outputs, outs)))
+
+
+def main():
+    torch.set_grad_enabled(False)
+    os.makedirs(OUT, exist_ok=True)
+    # face_alignment/__init__ pulls in cv2 and scikit-image; models/fan.py needs
+    # only torch, so load that file alone.
+    import importlib.util
+    spec = importlib.util.find_spec("face_alignment")
+    path = os.path.join(os.path.dirname(spec.origin), "models", "fan.py")
+    mspec = importlib.util.spec_from_file_location("fa_models", path)
+    fa_models = importlib.util.module_from_spec(mspec)
+    mspec.loader.exec_module(fa_models)
+    FAN = fa_models.FAN
+
+    run_case("fan2", FAN(2), [1, 3, 64, 64], lambda m, x: m(x), ["heatmaps0", "heatmaps1"])
+
+    rn = torchvision.models.resnet50(weights=None)
+    run_case("resnet50_layer3", rn, [1, 3, 64, 64], lambda m, x: [resnet_trunk(x, m, 3)], ["features"])
+
+    inc = InceptionTrunk()
+    run_case("inception_v3_mixed6e", inc, [1, 3, 96, 96], lambda m, x: [m(x)], ["features"],
+             prefix_strip="net.")
+
+    b1 = torchvision.models.efficientnet_b1(weights=None)
+    run_case("efficientnet_b1", b1, [1, 3, 64, 64], lambda m, x: [m.features(x)], ["features"])
+
+    b0 = torchvision.models.efficientnet_b0(weights=None)
+    run_case("efficientnet_b0_stage5", b0, [1, 3, 64, 64], lambda m, x: [m.features[:6](x)], ["features"])
+
+    ir = IResNet([2, 2, 2, 2])
+    run_case("iresnet18", ir, [2, 3, 112, 112], lambda m, x: list(m(x)), ["fmap", "embedding"])
+
+    blk = Block(128, 12)
+    run_case("fan_trans_block", blk, [2, 12, 128], lambda m, x: list(m(x)), ["tokens", "attention"])
+
+    enc = RelEncoderLayer(64, 4, 128, 12)
+    run_case("transau_rel_layer", enc, [2, 12, 64], lambda m, x: list(m(x)), ["tokens", "attention"])
+
+    # Full-size parameter counts of the reference modules.
+    counts = {
+        "fan4": n_params(FAN(4)),
+        "resnet50_layer3": n_params(rn) - n_params(rn.layer4) - n_params(rn.fc),
+        "inception_v3_mixed6e": n_params(inc.net) - n_params(inc.net.Mixed_7a) - n_params(inc.net.Mixed_7b)
+        - n_params(inc.net.Mixed_7c) - n_params(inc.net.fc),
+        "efficientnet_b1_features": n_params(b1.features),
+        "efficientnet_b0_stage5": n_params(b0.features[:6]),
+        "iresnet100": n_params(IResNet([3, 13, 30, 3])),
+        "iresnet50": n_params(IResNet([3, 4, 14, 3])),
+    }
+    with open(os.path.join(OUT, "params.json"), "w") as f:
+        json.dump(counts, f, indent=1)
+    print(counts)
+    print("torch", torch.__version__, "torchvision", torchvision.__version__, file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
