@@ -307,3 +307,33 @@ fn truncated_and_foreign_files_give_clear_errors() {
     let err = import_module(&mut m, &txt, &[], &[], &[]).expect_err("extension").to_string();
     assert!(err.contains(".safetensors, .pth or .pt"), "{err}");
 }
+
+#[test]
+fn a_pickled_pth_checkpoint_imports_like_safetensors() {
+    let c = case("transau_rel_layer");
+    let mut m = PostNormLayer::new(64, 4, 128, 12, Some(11), &device());
+    import_module(&mut m, &fixtures().join("transau_rel_layer.pth"), &[], &strs(&["num_batches_tracked$"]), &[])
+        .expect("import .pth");
+    let (tokens, _) = m.forward(c.input3());
+    c.check("tokens", tokens);
+}
+
+#[test]
+fn backbone_checkpoints_import_into_whole_models() {
+    use auscope_core::models::weights::{Part, import_pytorch};
+    use auscope_core::models::{AuModel, ModelKind, ModelSpec};
+    // torchvision EfficientNet-B1 into PIAP's AU encoder (classifier skipped).
+    let c = case("efficientnet_b1");
+    let mut piap = AuModel::new(ModelSpec::paper(ModelKind::Piap), &device()).expect("PIAP");
+    import_pytorch(&mut piap, &c.weights, Part::Backbone).expect("B1 into PIAP");
+    let auscope_core::models::Net::Piap(p) = &piap.net else { panic!() };
+    c.check("features", p.encoder.forward(c.input4(), "", &mut Trace::none()));
+
+    // A 2-stack face-alignment FAN into FAN-Trans' 4-stack FAN: the missing
+    // stacks are listed, nothing else is.
+    let fan = case("fan2");
+    let mut ft = AuModel::new(ModelSpec::paper(ModelKind::FanTrans), &device()).expect("FAN-Trans");
+    let err = import_pytorch(&mut ft, &fan.weights, Part::Backbone).expect_err("2 of 4 stacks").to_string();
+    assert!(err.contains("missing: fan.stacks.") && err.contains("fan.stacks.2.") && !err.contains("unexpected"), "{err}");
+    assert!(!err.contains("one_to_one"), "only the backbone's keys count as missing: {err}");
+}

@@ -339,6 +339,9 @@ def main():
 
     enc = RelEncoderLayer(64, 4, 128, 12)
     run_case("transau_rel_layer", enc, [2, 12, 64], lambda m, x: list(m(x)), ["tokens", "attention"])
+    # The same layer as a pickled .pth (torch.save of its state_dict), to test
+    # the PyTorch-checkpoint reader on a real file (137 kB).
+    torch.save(enc.state_dict(), os.path.join(OUT, "transau_rel_layer.pth"))
 
     # Full-size parameter counts of the reference modules.
     counts = {
