@@ -61,8 +61,12 @@ fn main() {
     }
 
     let mut devices: Vec<(String, Device)> = vec![("cpu (Flex)".into(), Device::flex())];
-    if let Ok(c) = Compute::init(DeviceChoice::Wgpu) {
-        devices.push((c.name.clone(), c.device.clone()));
+    // wgpu only on a hardware adapter: on a software one (llvmpipe) the
+    // full-size models take minutes per forward (see docs/benchmarks.md).
+    match Compute::init(DeviceChoice::Auto) {
+        Ok(c) if c.fallback_reason.is_none() => devices.push((c.name.clone(), c.device.clone())),
+        Ok(c) => eprintln!("wgpu column skipped: {}", c.fallback_reason.unwrap_or_default()),
+        Err(e) => eprintln!("wgpu column skipped: {e}"),
     }
 
     println!("| network | batch | device | burn ms | PyTorch CPU ms | burn / PyTorch |");

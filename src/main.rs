@@ -1,4 +1,5 @@
-//! auscope-gui: the desktop app. `auscope-gui [FILE]` opens FILE at start.
+//! auscope-gui: the desktop app. `auscope-gui [--model NAME [--weights FILE]] [FILE]`
+//! opens FILE at start with that AU model.
 
 use auscope_app::app::AuscopeApp;
 use auscope_app::gpu::wgpu_configuration;
@@ -9,6 +10,8 @@ fn main() -> anyhow::Result<()> {
     let mut args = std::env::args_os().skip(1);
     let mut device = DeviceChoice::Auto;
     let mut open = None;
+    let mut model = None;
+    let mut weights = None;
     while let Some(arg) = args.next() {
         match arg.to_str() {
             Some("--device") => {
@@ -18,8 +21,16 @@ fn main() -> anyhow::Result<()> {
                     .unwrap_or_default();
                 device = value.parse().map_err(anyhow::Error::msg)?;
             }
+            Some("--model") => {
+                let value = args.next().and_then(|v| v.into_string().ok()).unwrap_or_default();
+                model = Some(auscope_core::models::ModelKind::parse(&value)?);
+            }
+            Some("--weights") => weights = args.next().map(std::path::PathBuf::from),
             Some("--help" | "-h") => {
-                println!("usage: auscope-gui [--device auto|wgpu|cpu] [IMAGE|FOLDER|VIDEO]");
+                println!(
+                    "usage: auscope-gui [--device auto|wgpu|cpu] [--model fan-trans|transau|piap|lrp-arl-ff \
+                     [--weights FILE]] [IMAGE|FOLDER|VIDEO]"
+                );
                 return Ok(());
             }
             _ => open = Some(std::path::PathBuf::from(arg)),
@@ -43,7 +54,11 @@ fn main() -> anyhow::Result<()> {
                 compute.device.clone(),
                 Box::new(move || ctx.request_repaint()),
             )?;
-            Ok(Box::new(AuscopeApp::new(worker, status, open)))
+            let mut app = AuscopeApp::new(worker, status, open);
+            if model.is_some() {
+                app.set_model(model, weights);
+            }
+            Ok(Box::new(app))
         }),
     )
     .map_err(|e| anyhow::anyhow!("window: {e}"))
