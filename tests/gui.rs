@@ -26,19 +26,7 @@ fn harness_with(path: std::path::PathBuf) -> Harness<'static, AuscopeApp> {
 
 /// Step the UI until the background worker has delivered a frame.
 fn wait_for_frame(harness: &mut Harness<'_, AuscopeApp>) {
-    let start = Instant::now();
-    while !harness.state().has_frame() {
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "no frame shown within 2 minutes"
-        );
-        harness.step();
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // Let the layout settle (texture upload, crop panel).
-    for _ in 0..4 {
-        harness.step();
-    }
+    step_until(harness, "frame shown", AuscopeApp::has_frame);
 }
 
 #[test]
@@ -73,7 +61,8 @@ fn a_corrupt_file_shows_an_error_and_the_app_stays_usable() {
     assert_eq!(harness.state().face_count(), Some(1));
 }
 
-/// Step until `done` holds (the worker runs models in the background).
+/// Step until `done` holds (the worker decodes and runs models in the
+/// background), then let the layout settle (texture upload, panels).
 fn step_until(harness: &mut Harness<'_, AuscopeApp>, what: &str, done: impl Fn(&AuscopeApp) -> bool) {
     let start = Instant::now();
     while !done(harness.state()) {

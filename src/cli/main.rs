@@ -7,8 +7,9 @@ use anyhow::Context;
 use auscope_core::face::{DetectorKind, FacePipeline};
 use auscope_core::models::{ModelKind, open_model};
 use auscope_core::report::{AuFace, AuFrame, AuReport, FaceJson, FacesReport, FrameFaces};
-use auscope_core::source::open_source;
-use auscope_core::{Compute, DeviceChoice};
+use auscope_core::frame::Frame;
+use auscope_core::source::{FrameSource, open_source};
+use auscope_core::{Compute, CoreError, DeviceChoice};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -103,6 +104,49 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Run `analyze` on every frame of `source`: text per frame unless `json`,
+/// progress on stderr, and a failed frame reported and skipped. Fails only
+/// when no frame could be processed.
+fn each_frame<T>(
+    input: &std::path::Path,
+    source: &mut dyn FrameSource,
+    json: bool,
+    mut analyze: impl FnMut(&Frame) -> Result<Vec<T>, CoreError>,
+    show: impl Fn(&T) -> String,
+) -> anyhow::Result<Vec<(usize, Result<Vec<T>, String>)>> {
+    let count = source.info().frame_count;
+    let mut frames = Vec::with_capacity(count);
+    let mut failed = 0;
+    for index in 0..count {
+        let result = source.frame(index).and_then(|frame| analyze(&frame)).map_err(|e| {
+            failed += 1;
+            eprintln!("frame {index}: {e}");
+            e.to_string()
+        });
+        if !json && let Ok(items) = &result {
+            println!("frame {index}: {} face(s)", items.len());
+            for item in items {
+                println!("  {}", show(item));
+            }
+        }
+        frames.push((index, result));
+        if count > 1 && (index + 1) % 25 == 0 {
+            eprintln!("{}/{count} frames", index + 1);
+        }
+    }
+    if failed == count {
+        anyhow::bail!("no frame of {} could be processed", input.display());
+    }
+    Ok(frames)
+}
+
+fn print_json(report: &impl serde::Serialize) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, report)?;
+    writeln!(out)?;
+    Ok(())
+}
+
 fn faces(
     input: &std::path::Path,
     json: bool,
@@ -113,53 +157,27 @@ fn faces(
     let compute = Compute::init(device)?;
     eprintln!("device: {}", compute.status_line());
     let pipeline = FacePipeline::new(detector, &compute.device).context("loading face models")?;
-    let count = source.info().frame_count;
-    let mut report = FacesReport {
-        frames: Vec::with_capacity(count),
+    let frames = each_frame(
+        input,
+        source.as_mut(),
+        json,
+        |frame| Ok(pipeline.faces(&frame.image)?.iter().map(FaceJson::from).collect()),
+        |f: &FaceJson| {
+            let b = f.bbox;
+            format!("box x={:.0} y={:.0} w={:.0} h={:.0} score={:.3}", b[0], b[1], b[2], b[3], f.score)
+        },
+    )?;
+    let report = FacesReport {
+        frames: frames
+            .into_iter()
+            .map(|(index, r)| match r {
+                Ok(faces) => FrameFaces { index, faces, error: None },
+                Err(e) => FrameFaces { index, faces: Vec::new(), error: Some(e) },
+            })
+            .collect(),
     };
-    let mut failed = 0;
-    for index in 0..count {
-        let result = source
-            .frame(index)
-            .and_then(|frame| pipeline.faces(&frame.image));
-        let entry = match result {
-            Ok(faces) => FrameFaces {
-                index,
-                faces: faces.iter().map(FaceJson::from).collect(),
-                error: None,
-            },
-            Err(e) => {
-                failed += 1;
-                eprintln!("frame {index}: {e}");
-                FrameFaces {
-                    index,
-                    faces: Vec::new(),
-                    error: Some(e.to_string()),
-                }
-            }
-        };
-        if !json {
-            println!("frame {index}: {} face(s)", entry.faces.len());
-            for f in &entry.faces {
-                let b = f.bbox;
-                println!(
-                    "  box x={:.0} y={:.0} w={:.0} h={:.0} score={:.3}",
-                    b[0], b[1], b[2], b[3], f.score
-                );
-            }
-        }
-        report.frames.push(entry);
-        if count > 1 && (index + 1) % 25 == 0 {
-            eprintln!("{}/{count} frames", index + 1);
-        }
-    }
     if json {
-        let mut out = std::io::stdout().lock();
-        serde_json::to_writer(&mut out, &report)?;
-        writeln!(out)?;
-    }
-    if failed == count {
-        anyhow::bail!("no frame of {} could be read", input.display());
+        print_json(&report)?;
     }
     Ok(())
 }
@@ -190,53 +208,38 @@ fn infer(
         );
     }
     let pipeline = FacePipeline::new(detector, &compute.device).context("loading face models")?;
-    let count = source.info().frame_count;
-    let mut report = AuReport {
-        model: kind.name().to_string(),
-        weights: model.source.clone(),
-        frames: Vec::with_capacity(count),
-    };
-    let mut failed = 0;
-    for index in 0..count {
-        let result = source.frame(index).and_then(|frame| {
+    let frames = each_frame(
+        input,
+        source.as_mut(),
+        json,
+        |frame| {
             let faces = pipeline.faces(&frame.image)?;
             let probs = model.predict_faces(&frame.image, &faces, &compute.device)?;
             Ok(faces
                 .iter()
                 .zip(probs)
-                .map(|(f, p)| AuFace {
-                    bbox: f.box_xywh(),
-                    aus: model.aus().iter().cloned().zip(p).collect(),
-                })
-                .collect::<Vec<_>>())
-        });
-        let entry = match result {
-            Ok(faces) => AuFrame { index, faces, error: None },
-            Err(e) => {
-                failed += 1;
-                eprintln!("frame {index}: {e}");
-                AuFrame { index, faces: Vec::new(), error: Some(e.to_string()) }
-            }
-        };
-        if !json {
-            println!("frame {index}: {} face(s)", entry.faces.len());
-            for f in &entry.faces {
-                let aus: Vec<String> = f.aus.iter().map(|(k, v)| format!("{k}={v:.2}")).collect();
-                println!("  box {:.0},{:.0},{:.0},{:.0}: {}", f.bbox[0], f.bbox[1], f.bbox[2], f.bbox[3], aus.join(" "));
-            }
-        }
-        report.frames.push(entry);
-        if count > 1 && (index + 1) % 25 == 0 {
-            eprintln!("{}/{count} frames", index + 1);
-        }
-    }
+                .map(|(f, p)| AuFace { bbox: f.box_xywh(), aus: model.aus().iter().cloned().zip(p).collect() })
+                .collect())
+        },
+        |f: &AuFace| {
+            let aus: Vec<String> = f.aus.iter().map(|(k, v)| format!("{k}={v:.2}")).collect();
+            let b = f.bbox;
+            format!("box {:.0},{:.0},{:.0},{:.0}: {}", b[0], b[1], b[2], b[3], aus.join(" "))
+        },
+    )?;
+    let report = AuReport {
+        model: kind.name().to_string(),
+        weights: model.source.clone(),
+        frames: frames
+            .into_iter()
+            .map(|(index, r)| match r {
+                Ok(faces) => AuFrame { index, faces, error: None },
+                Err(e) => AuFrame { index, faces: Vec::new(), error: Some(e) },
+            })
+            .collect(),
+    };
     if json {
-        let mut out = std::io::stdout().lock();
-        serde_json::to_writer(&mut out, &report)?;
-        writeln!(out)?;
-    }
-    if failed == count {
-        anyhow::bail!("no frame of {} could be processed", input.display());
+        print_json(&report)?;
     }
     Ok(())
 }
