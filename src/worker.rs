@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use auscope_core::face::{DetectorKind, Face, FacePipeline};
 use auscope_core::frame::Frame;
-use auscope_core::models::{AuModel, ModelKind, open_model};
+use auscope_core::models::{AuModel, ModelFiles, ModelKind, open_model};
 use auscope_core::source::{FrameSource, SourceInfo, open_source};
 use burn::tensor::Device;
 
@@ -151,7 +151,7 @@ fn serve(
                     reply(Reply::Model(Ok(None)))
                 }
                 Request::SetModel(Some(req)) => {
-                    match open_model(req.kind, None, req.weights.as_deref(), None, &device) {
+                    match open_model(req.kind, ModelFiles { weights: req.weights.as_deref(), ..ModelFiles::default() }, &device) {
                         Ok(m) => {
                             let info = ModelInfo {
                                 kind: req.kind,

@@ -221,3 +221,32 @@ fn infer_on_an_image_without_faces_reports_no_faces() {
     assert_eq!(v["frames"][0]["faces"].as_array().expect("faces").len(), 0);
     let _ = std::fs::remove_file(config);
 }
+
+#[test]
+fn convert_turns_a_pytorch_checkpoint_into_a_bpk_that_infer_runs() {
+    let dir = scratch("cli-convert");
+    let config = tiny_config("transau");
+    let d = burn::tensor::Device::flex();
+    let spec = auscope_core::models::ModelSpec::tiny(auscope_core::models::ModelKind::Transau);
+    let model = auscope_core::models::AuModel::new(spec, &d).expect("model");
+    let st = dir.join("transau.safetensors");
+    auscope_core::models::weights::export_pytorch(&model, &st).expect("export");
+    let bpk = dir.join("transau.bpk");
+    let out = auscope(&[
+        "convert", "--model", "transau", "--weights", st.to_str().expect("utf8"),
+        "--config", config.to_str().expect("utf8"), "--out", bpk.to_str().expect("utf8"),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The .bpk carries its config: no --config needed.
+    let image = face_image("single_face.jpg");
+    let out = auscope(&["infer", image.to_str().expect("utf8"), "--model", "transau", "--weights",
+        bpk.to_str().expect("utf8"), "--json", "--device", "cpu"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("randomly initialised"));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["frames"][0]["faces"][0]["aus"].as_object().expect("aus").len(), 12);
+    let out = auscope(&["convert", "--model", "transau", "--out", bpk.to_str().expect("utf8")]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to convert"));
+    let _ = std::fs::remove_file(config);
+}

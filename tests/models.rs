@@ -269,3 +269,43 @@ fn full_size_models_build() {
     assert_eq!(out.maps.fan_heatmaps.expect("maps").dims(), [2, 68, 64, 64]);
 }
 
+
+#[test]
+fn pytorch_export_and_key_maps_round_trip_whole_models() {
+    use auscope_core::models::{ModelFiles, open_model};
+    let dir = std::env::temp_dir().join(format!("auscope-export-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    for kind in ModelKind::ALL {
+        let spec = tiny(kind);
+        let model = AuModel::new(spec.clone(), &device()).expect("build");
+        let st = dir.join(format!("{}.safetensors", kind.name()));
+        weights::export_pytorch(&model, &st).expect("export");
+
+        // As a DataParallel checkpoint would name them: "module." + key.
+        let raw = std::fs::read(&st).expect("read");
+        let file = safetensors::SafeTensors::deserialize(&raw).expect("parse");
+        let views: Vec<(String, safetensors::tensor::TensorView)> =
+            file.tensors().into_iter().map(|(k, v)| (format!("module.{k}"), v)).collect();
+        let prefixed = dir.join(format!("{}-dp.safetensors", kind.name()));
+        safetensors::serialize_to_file(views, None, &prefixed).expect("write");
+        let config = dir.join(format!("{}.json", kind.name()));
+        std::fs::write(&config, spec.to_json()).expect("config");
+        let map = dir.join("map.json");
+        std::fs::write(&map, r#"[["^module\\.", ""]]"#).expect("map");
+
+        let files = ModelFiles { config: Some(&config), weights: Some(&prefixed), ..ModelFiles::default() };
+        let err = open_model(kind, files, &device()).expect_err("keys need the map").to_string();
+        assert!(err.contains("missing") && err.contains("unexpected: module."), "{err}");
+        let loaded = open_model(kind, ModelFiles { key_map: Some(&map), ..files }, &device()).expect("import");
+        let x = input(&spec, 1);
+        let a = values(model.forward(x.clone(), &mut Trace::none()).logits);
+        let b = values(loaded.forward(x, &mut Trace::none()).logits);
+        let diff = a.iter().zip(&b).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+        assert!(diff < 1e-5, "{kind:?}: export -> import changed the outputs by {diff}");
+    }
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, r#"[["(", "x"]]"#).expect("write");
+    let err = weights::read_key_map(&bad).expect_err("bad regex").to_string();
+    assert!(err.contains("bad regex"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use auscope_core::face::{DetectorKind, FacePipeline};
-use auscope_core::models::{ModelKind, open_model};
+use auscope_core::models::{ModelFiles, ModelKind, open_model, weights};
 use auscope_core::report::{AuFace, AuFrame, AuReport, FaceJson, FacesReport, FrameFaces};
 use auscope_core::frame::Frame;
 use auscope_core::source::{FrameSource, open_source};
@@ -58,11 +58,33 @@ enum Command {
         /// Model config (JSON); default: the paper's full-size configuration.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Key table for checkpoints from other code: JSON [["regex","replacement"],...],
+        /// applied to every checkpoint key before auscope's own tables.
+        #[arg(long)]
+        key_map: Option<PathBuf>,
         /// Print JSON: {"model":M,"weights":W,"frames":[{"index":N,"faces":[{"box":[x,y,w,h],"aus":{"AU01":p,...}}]}]}
         #[arg(long)]
         json: bool,
         #[arg(long, default_value = "full")]
         detector: DetectorKind,
+    },
+    /// Convert weights: a PyTorch checkpoint (+ config) to an auscope .bpk that
+    /// carries its config, or a .bpk to a PyTorch-layout .safetensors.
+    Convert {
+        /// fan-trans, transau, piap or lrp-arl-ff.
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        #[arg(long)]
+        backbone_weights: Option<PathBuf>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        key_map: Option<PathBuf>,
+        /// Output: .bpk (auscope) or .safetensors (PyTorch layout).
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -87,19 +109,38 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             weights,
             backbone_weights,
             config,
+            key_map,
             json,
             detector,
         } => infer(
             &input,
-            InferArgs {
-                model: &model,
+            &model,
+            ModelFiles {
+                config: config.as_deref(),
                 weights: weights.as_deref(),
                 backbone_weights: backbone_weights.as_deref(),
-                config: config.as_deref(),
+                key_map: key_map.as_deref(),
             },
             json,
             detector,
             cli.device,
+        ),
+        Command::Convert {
+            model,
+            weights,
+            backbone_weights,
+            config,
+            key_map,
+            out,
+        } => convert(
+            &model,
+            ModelFiles {
+                config: config.as_deref(),
+                weights: weights.as_deref(),
+                backbone_weights: backbone_weights.as_deref(),
+                key_map: key_map.as_deref(),
+            },
+            &out,
         ),
     }
 }
@@ -182,29 +223,40 @@ fn faces(
     Ok(())
 }
 
-struct InferArgs<'a> {
-    model: &'a str,
-    weights: Option<&'a std::path::Path>,
-    backbone_weights: Option<&'a std::path::Path>,
-    config: Option<&'a std::path::Path>,
+fn convert(model: &str, files: ModelFiles, out: &std::path::Path) -> anyhow::Result<()> {
+    let kind = ModelKind::parse(model)?;
+    if files.weights.is_none() && files.backbone_weights.is_none() {
+        anyhow::bail!("nothing to convert: give --weights and/or --backbone-weights");
+    }
+    let device = burn::tensor::Device::flex();
+    let model = open_model(kind, files, &device)?;
+    match out.extension().and_then(|e| e.to_str()) {
+        Some("bpk") => weights::save(&model, out)?,
+        Some("safetensors") => weights::export_pytorch(&model, out)?,
+        _ => anyhow::bail!("{}: the output must end in .bpk or .safetensors", out.display()),
+    }
+    eprintln!("wrote {} ({} weights from {})", out.display(), kind.title(), model.source);
+    Ok(())
 }
 
 fn infer(
     input: &std::path::Path,
-    args: InferArgs,
+    model_name: &str,
+    files: ModelFiles,
     json: bool,
     detector: DetectorKind,
     device: DeviceChoice,
 ) -> anyhow::Result<()> {
-    let kind = ModelKind::parse(args.model)?;
+    let kind = ModelKind::parse(model_name)?;
     let mut source = open_source(input)?;
     let compute = Compute::init(device)?;
     eprintln!("device: {}", compute.status_line());
-    let model = open_model(kind, args.config, args.weights, args.backbone_weights, &compute.device)?;
-    if args.weights.is_none() {
+    let model = open_model(kind, files, &compute.device)?;
+    if files.weights.is_none() {
         eprintln!(
-            "warning: no --weights: {} runs on randomly initialised weights; its probabilities mean nothing",
-            kind.title()
+            "warning: no --weights: {} runs on randomly initialised weights{}; its probabilities mean nothing",
+            kind.title(),
+            if files.backbone_weights.is_some() { " (apart from the backbone)" } else { "" }
         );
     }
     let pipeline = FacePipeline::new(detector, &compute.device).context("loading face models")?;

@@ -338,51 +338,59 @@ impl AuModel {
     }
 }
 
-/// Build the model a user asked for: `weights` may be an auscope burnpack
-/// file (.bpk, carries its own config) or a PyTorch checkpoint of the whole
-/// model; `backbone_weights` a checkpoint of the backbone alone; `config` a
-/// JSON [`ModelSpec`] (default: the paper's full-size configuration).
-pub fn open_model(
-    kind: ModelKind,
-    config: Option<&std::path::Path>,
-    weights: Option<&std::path::Path>,
-    backbone_weights: Option<&std::path::Path>,
-    device: &Device,
-) -> Result<AuModel, CoreError> {
-    let is_bpk = |p: &std::path::Path| p.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("bpk"));
-    if let Some(w) = weights
-        && is_bpk(w)
-    {
-        let mut model = weights::load(w, Some(kind), device)?;
-        if let Some(b) = backbone_weights {
-            weights::import_pytorch(&mut model, b, weights::Part::Backbone)?;
-        }
-        return Ok(model);
-    }
-    let spec = match config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| CoreError::Io { path: path.to_path_buf(), reason: e.to_string() })?;
-            let spec = ModelSpec::from_json(&text)
-                .map_err(|e| CoreError::Model(format!("{}: {e}", path.display())))?;
-            if spec.kind() != kind {
-                return Err(CoreError::Model(format!(
-                    "{}: a {} config, not {}",
-                    path.display(),
-                    spec.kind().title(),
-                    kind.title()
-                )));
-            }
-            spec
-        }
-        None => ModelSpec::paper(kind),
+/// The files a user points a model at; all optional.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ModelFiles<'a> {
+    /// A JSON [`ModelSpec`] (default: the paper's full-size configuration).
+    pub config: Option<&'a std::path::Path>,
+    /// An auscope burnpack file (.bpk, carries its own config) or a PyTorch
+    /// checkpoint of the whole model.
+    pub weights: Option<&'a std::path::Path>,
+    /// A PyTorch checkpoint of the backbone alone.
+    pub backbone_weights: Option<&'a std::path::Path>,
+    /// A key table for checkpoints from other code ([`weights::read_key_map`]).
+    pub key_map: Option<&'a std::path::Path>,
+}
+
+/// Build the model a user asked for from its files.
+pub fn open_model(kind: ModelKind, files: ModelFiles, device: &Device) -> Result<AuModel, CoreError> {
+    let key_map = match files.key_map {
+        Some(p) => weights::read_key_map(p)?,
+        None => Vec::new(),
     };
-    let mut model = AuModel::new(spec, device)?;
-    if let Some(b) = backbone_weights {
-        weights::import_pytorch(&mut model, b, weights::Part::Backbone)?;
-    }
-    if let Some(w) = weights {
-        weights::import_pytorch(&mut model, w, weights::Part::Whole)?;
+    let is_bpk = |p: &std::path::Path| p.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("bpk"));
+    let mut model = match files.weights {
+        Some(w) if is_bpk(w) => weights::load(w, Some(kind), device)?,
+        _ => {
+            let spec = match files.config {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .map_err(|e| CoreError::Io { path: path.to_path_buf(), reason: e.to_string() })?;
+                    let spec = ModelSpec::from_json(&text)
+                        .map_err(|e| CoreError::Model(format!("{}: {e}", path.display())))?;
+                    if spec.kind() != kind {
+                        return Err(CoreError::Model(format!(
+                            "{}: a {} config, not {}",
+                            path.display(),
+                            spec.kind().title(),
+                            kind.title()
+                        )));
+                    }
+                    spec
+                }
+                None => ModelSpec::paper(kind),
+            };
+            let mut model = AuModel::new(spec, device)?;
+            if let Some(w) = files.weights {
+                weights::import_pytorch_mapped(&mut model, w, weights::Part::Whole, &key_map)?;
+            }
+            model
+        }
+    };
+    if let Some(b) = files.backbone_weights {
+        let before = model.source.clone();
+        weights::import_pytorch_mapped(&mut model, b, weights::Part::Backbone, &key_map)?;
+        model.source = format!("{before} + backbone {}", b.display());
     }
     Ok(model)
 }

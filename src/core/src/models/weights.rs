@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use burn::store::{
-    ApplyError, ApplyResult, BurnpackStore, KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore,
+    ApplyError, ApplyResult, BurnToPyTorchAdapter, BurnpackStore, KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore,
     SafetensorsStore,
 };
 use burn::tensor::Device;
@@ -156,8 +156,20 @@ pub fn ignorable(spec: &ModelSpec, prefix: &str) -> Vec<String> {
 
 /// Import a PyTorch checkpoint (.safetensors, .pth, .pt) into `model`.
 pub fn import_pytorch(model: &mut AuModel, path: &Path, part: Part) -> Result<(), CoreError> {
+    import_pytorch_mapped(model, path, part, &[])
+}
+
+/// [`import_pytorch`] with the user's own key table applied first: for
+/// checkpoints from other code bases (e.g. `[["^module\\.", ""]]` for a
+/// DataParallel checkpoint, or renamed submodules).
+pub fn import_pytorch_mapped(
+    model: &mut AuModel,
+    path: &Path,
+    part: Part,
+    key_map: &[(String, String)],
+) -> Result<(), CoreError> {
     let prefix = backbone_prefix(&model.spec);
-    let mut patterns = Vec::new();
+    let mut patterns = key_map.to_vec();
     if part == Part::Backbone {
         patterns.push(("^".to_string(), prefix.to_string()));
     }
@@ -266,6 +278,34 @@ fn check_scoped(path: &Path, r: &ApplyResult, ignore: &[regex::Regex], scope: &[
         parts.push(format!("{} wrong shape: {}", shapes.len(), list(&s)));
     }
     Err(weights_err(path, format!("weights do not fit this model; {}", parts.join("; "))))
+}
+
+/// A key table file: JSON `[["regex", "replacement"], ...]`.
+pub fn read_key_map(path: &Path) -> Result<Vec<(String, String)>, CoreError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CoreError::Io { path: path.to_path_buf(), reason: e.to_string() })?;
+    let pairs: Vec<(String, String)> = serde_json::from_str(&text)
+        .map_err(|e| weights_err(path, format!("a key map is [[\"regex\", \"replacement\"], ...]: {e}")))?;
+    for (from, _) in &pairs {
+        regex::Regex::new(from).map_err(|e| weights_err(path, format!("bad regex {from:?}: {e}")))?;
+    }
+    Ok(pairs)
+}
+
+/// Write the weights as a PyTorch-layout safetensors file (linear weights
+/// [out, in], norm weight/bias), keyed by auscope's module paths: what
+/// [`Part::Whole`] imports, and what a PyTorch port of these modules loads.
+pub fn export_pytorch(model: &AuModel, path: &Path) -> Result<(), CoreError> {
+    let mut store = SafetensorsStore::from_file(path)
+        .with_to_adapter(BurnToPyTorchAdapter)
+        .metadata(SPEC_KEY, serde_json::to_string(&model.spec).unwrap_or_default());
+    let r = match &model.net {
+        Net::FanTrans(m) => m.save_into(&mut store),
+        Net::Transau(m) => m.save_into(&mut store),
+        Net::Piap(m) => m.save_into(&mut store),
+        Net::LrpArlFf(m) => m.save_into(&mut store),
+    };
+    r.map_err(|e| weights_err(path, format!("cannot write: {e}")))
 }
 
 /// Parameter count of a freshly built spec (for the model card/tests).
