@@ -43,25 +43,8 @@ enum Command {
     Infer {
         /// Image, folder or video (mp4, mov, avi, mkv).
         input: PathBuf,
-        /// fan-trans, transau, piap or lrp-arl-ff.
-        #[arg(long)]
-        model: String,
-        /// Weights: an auscope .bpk file, or a PyTorch checkpoint of the whole
-        /// model (.safetensors, .pth, .pt). Without it the model runs on random
-        /// weights and says so.
-        #[arg(long)]
-        weights: Option<PathBuf>,
-        /// A PyTorch checkpoint of the backbone alone (face-alignment FAN,
-        /// torchvision Inception3/ResNet/EfficientNet, insightface IResNet).
-        #[arg(long)]
-        backbone_weights: Option<PathBuf>,
-        /// Model config (JSON); default: the paper's full-size configuration.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Key table for checkpoints from other code: JSON [["regex","replacement"],...],
-        /// applied to every checkpoint key before auscope's own tables.
-        #[arg(long)]
-        key_map: Option<PathBuf>,
+        #[command(flatten)]
+        model: ModelArgs,
         /// Print JSON: {"model":M,"weights":W,"frames":[{"index":N,"faces":[{"box":[x,y,w,h],"aus":{"AU01":p,...}}]}]}
         #[arg(long)]
         json: bool,
@@ -71,21 +54,47 @@ enum Command {
     /// Convert weights: a PyTorch checkpoint (+ config) to an auscope .bpk that
     /// carries its config, or a .bpk to a PyTorch-layout .safetensors.
     Convert {
-        /// fan-trans, transau, piap or lrp-arl-ff.
-        #[arg(long)]
-        model: String,
-        #[arg(long)]
-        weights: Option<PathBuf>,
-        #[arg(long)]
-        backbone_weights: Option<PathBuf>,
-        #[arg(long)]
-        config: Option<PathBuf>,
-        #[arg(long)]
-        key_map: Option<PathBuf>,
+        #[command(flatten)]
+        model: ModelArgs,
         /// Output: .bpk (auscope) or .safetensors (PyTorch layout).
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+/// Which AU model, and the files it is built from.
+#[derive(clap::Args)]
+struct ModelArgs {
+    /// fan-trans, transau, piap or lrp-arl-ff.
+    #[arg(long)]
+    model: String,
+    /// Weights: an auscope .bpk file, or a PyTorch checkpoint of the whole
+    /// model (.safetensors, .pth, .pt). Without it the model runs on random
+    /// weights and says so.
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// A PyTorch checkpoint of the backbone alone (face-alignment FAN,
+    /// torchvision Inception3/ResNet/EfficientNet, insightface IResNet).
+    #[arg(long)]
+    backbone_weights: Option<PathBuf>,
+    /// Model config (JSON); default: the paper's full-size configuration.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Key table for checkpoints from other code: JSON [["regex","replacement"],...],
+    /// applied to every checkpoint key before auscope's own tables.
+    #[arg(long)]
+    key_map: Option<PathBuf>,
+}
+
+impl ModelArgs {
+    fn files(&self) -> ModelFiles<'_> {
+        ModelFiles {
+            config: self.config.as_deref(),
+            weights: self.weights.as_deref(),
+            backbone_weights: self.backbone_weights.as_deref(),
+            key_map: self.key_map.as_deref(),
+        }
+    }
 }
 
 fn main() {
@@ -106,42 +115,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Infer {
             input,
             model,
-            weights,
-            backbone_weights,
-            config,
-            key_map,
             json,
             detector,
-        } => infer(
-            &input,
-            &model,
-            ModelFiles {
-                config: config.as_deref(),
-                weights: weights.as_deref(),
-                backbone_weights: backbone_weights.as_deref(),
-                key_map: key_map.as_deref(),
-            },
-            json,
-            detector,
-            cli.device,
-        ),
-        Command::Convert {
-            model,
-            weights,
-            backbone_weights,
-            config,
-            key_map,
-            out,
-        } => convert(
-            &model,
-            ModelFiles {
-                config: config.as_deref(),
-                weights: weights.as_deref(),
-                backbone_weights: backbone_weights.as_deref(),
-                key_map: key_map.as_deref(),
-            },
-            &out,
-        ),
+        } => infer(&input, &model.model, model.files(), json, detector, cli.device),
+        Command::Convert { model, out } => convert(&model.model, model.files(), &out),
     }
 }
 

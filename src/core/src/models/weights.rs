@@ -42,13 +42,16 @@ pub fn save(model: &AuModel, path: &Path) -> Result<(), CoreError> {
         .auto_extension(false)
         .overwrite(true)
         .metadata(SPEC_KEY, serde_json::to_string(&model.spec).unwrap_or_default());
-    let r = match &model.net {
-        Net::FanTrans(m) => m.save_into(&mut store),
-        Net::Transau(m) => m.save_into(&mut store),
-        Net::Piap(m) => m.save_into(&mut store),
-        Net::LrpArlFf(m) => m.save_into(&mut store),
-    };
-    r.map_err(|e| weights_err(path, format!("cannot write: {e}")))
+    save_net(&model.net, &mut store).map_err(|e| weights_err(path, format!("cannot write: {e}")))
+}
+
+fn save_net<S: burn::store::ModuleStore>(net: &Net, store: &mut S) -> Result<(), S::Error> {
+    match net {
+        Net::FanTrans(m) => m.save_into(store),
+        Net::Transau(m) => m.save_into(store),
+        Net::Piap(m) => m.save_into(store),
+        Net::LrpArlFf(m) => m.save_into(store),
+    }
 }
 
 /// The spec stored in a burnpack weights file.
@@ -299,13 +302,7 @@ pub fn export_pytorch(model: &AuModel, path: &Path) -> Result<(), CoreError> {
     let mut store = SafetensorsStore::from_file(path)
         .with_to_adapter(BurnToPyTorchAdapter)
         .metadata(SPEC_KEY, serde_json::to_string(&model.spec).unwrap_or_default());
-    let r = match &model.net {
-        Net::FanTrans(m) => m.save_into(&mut store),
-        Net::Transau(m) => m.save_into(&mut store),
-        Net::Piap(m) => m.save_into(&mut store),
-        Net::LrpArlFf(m) => m.save_into(&mut store),
-    };
-    r.map_err(|e| weights_err(path, format!("cannot write: {e}")))
+    save_net(&model.net, &mut store).map_err(|e| weights_err(path, format!("cannot write: {e}")))
 }
 
 /// Parameter count of a freshly built spec (for the model card/tests).
