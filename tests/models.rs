@@ -309,3 +309,17 @@ fn pytorch_export_and_key_maps_round_trip_whole_models() {
     assert!(err.contains("bad regex"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn invalid_configs_are_refused_with_a_reason() {
+    let mut spec = tiny(ModelKind::FanTrans);
+    if let ArchConfig::FanTrans(c) = &mut spec.arch {
+        c.input_size = 72;
+    }
+    let err = AuModel::new(spec, &device()).expect_err("72 is not a multiple of 16").to_string();
+    assert!(err.contains("input_size must be a multiple of 16"), "{err}");
+    let mut spec = tiny(ModelKind::Transau);
+    spec.aus.clear();
+    let err = AuModel::new(spec, &device()).expect_err("no AUs").to_string();
+    assert!(err.contains("lists no AUs"), "{err}");
+}

@@ -148,10 +148,10 @@ impl ModelSpec {
         if self.aus.is_empty() {
             return bad("the model config lists no AUs".into());
         }
-        let n = self.aus.len();
         match &self.arch {
             ArchConfig::FanTrans(c) => {
-                let unit = 16 << c.fan.depth.min(8);
+                // The hourglass halves input/4 `depth` times; the conv module pools 4x.
+                let unit = (4usize << c.fan.depth.min(8)).max(16);
                 if c.input_size % unit != 0 || c.input_size == 0 {
                     return bad(format!("FAN-Trans input_size must be a multiple of {unit}"));
                 }
@@ -186,7 +186,6 @@ impl ModelSpec {
                 }
             }
         }
-        let _ = n;
         Ok(())
     }
 }

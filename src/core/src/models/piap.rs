@@ -224,7 +224,7 @@ impl Piap {
 
     /// Input: RGB in [0, 1], [B, 3, S, S].
     pub fn forward_all(&self, x: Tensor<4>, trace: &mut Trace) -> PiapOutputs {
-        let [b, _, h, w] = x.dims();
+        let [_, _, h, w] = x.dims();
         let (feat, gen_logits) = match (&self.generator, self.stage) {
             (Some(g), PiapStage::Stage2) => {
                 let pi = g.forward(x.clone());
@@ -260,7 +260,6 @@ impl Piap {
             }
             (None, None) => unreachable!("stage 2 has a generator, stage 3 a decoder"),
         };
-        let _ = b;
         PiapOutputs {
             logits,
             features: pooled,
