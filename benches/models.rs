@@ -6,9 +6,9 @@
 //! `cargo bench --bench models`. Env: AUSCOPE_BENCH_BATCHES (default "1,16"),
 //! AUSCOPE_BENCH_ITERS (default 3).
 //!
-//! PyTorch reference code exists for the backbones only, so the ratio column
-//! compares like with like: each backbone in burn vs the same backbone in
-//! PyTorch. PIAP's deployed model is EfficientNet-B1 + FC, so that row is
+//! PyTorch reference code exists for the whole LRP-ARL-FF and for the
+//! backbones, so the ratio column compares like with like: each in burn vs
+//! the same network in PyTorch. PIAP's deployed model is EfficientNet-B1 + FC, so that row is
 //! the whole model on both sides.
 
 use std::collections::HashMap;
@@ -82,7 +82,15 @@ fn main() {
                     let out = model.forward(x.clone(), &mut Trace::none());
                     let _ = out.probs.into_data();
                 });
-                println!("| {} (whole model) | {b} | {dev_name} | {ms:.1} | n/a | n/a |", kind.title());
+                // Only LRP-ARL-FF has a whole-model PyTorch reference.
+                let t = (kind == ModelKind::LrpArlFf)
+                    .then(|| torch.get("lrp_arl_ff").and_then(|m| m.get(&b.to_string())).copied())
+                    .flatten();
+                let (tc, ratio) = match t {
+                    Some(t) => (format!("{t:.1}"), format!("{:.2}", ms / t)),
+                    None => ("n/a".into(), "n/a".into()),
+                };
+                println!("| {} (whole model) | {b} | {dev_name} | {ms:.1} | {tc} | {ratio} |", kind.title());
             }
             // Backbones, against PyTorch.
             let mut rows: Vec<(&str, f64)> = Vec::new();

@@ -337,3 +337,18 @@ fn backbone_checkpoints_import_into_whole_models() {
     assert!(err.contains("missing: fan.stacks.") && err.contains("fan.stacks.2.") && !err.contains("unexpected"), "{err}");
     assert!(!err.contains("one_to_one"), "only the backbone's keys count as missing: {err}");
 }
+
+#[test]
+fn a_whole_pytorch_lrp_arl_ff_checkpoint_imports_and_matches() {
+    // tools/model_reference.py's LrpArlFf is written as a PyTorch user would
+    // (insightface IResNet, ME-GraphAU blocks, nn.TransformerEncoderLayer);
+    // its checkpoint loads through the model's own key tables.
+    use auscope_core::models::weights::{Part, import_pytorch};
+    use auscope_core::models::{AuModel, ModelKind, ModelSpec};
+    let c = case("lrp_arl_ff_tiny");
+    let mut model = AuModel::new(ModelSpec::tiny(ModelKind::LrpArlFf), &device()).expect("model");
+    import_pytorch(&mut model, &c.weights, Part::Whole).expect("import whole model");
+    let out = model.forward(c.input4(), &mut Trace::none());
+    c.check("logits", out.logits);
+    c.check("lanet", out.maps.lanet_attention.expect("LANet map"));
+}

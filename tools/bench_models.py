@@ -2,7 +2,8 @@
 """Time the PyTorch CPU references of the AU models' networks for
 benches/models.rs, which runs this in the same session and prints ratios.
 
-Only the backbones exist as PyTorch reference code (tools/model_reference.py):
+Reference code (tools/model_reference.py) exists for the whole LRP-ARL-FF and
+for the backbones:
 face-alignment's FAN-4 (FAN-Trans' backbone), torchvision's Inception3 up to
 Mixed_6e (TransAU's), torchvision's EfficientNet-B1 + FC (PIAP's deployed
 model, the whole of it) and insightface's IResNet100 (LRP-ARL-FF's).
@@ -62,6 +63,10 @@ def main():
         "inception_v3_mixed6e": (ref.InceptionTrunk(), 224),
         "efficientnet_b1": (B1Head(), 224),
         "iresnet100": (ref.IResNet([3, 13, 30, 3]), 112),
+        # The whole LRP-ARL-FF at the paper's sizes (auscope's choices for
+        # what the paper leaves open, as in ModelSpec::paper).
+        "lrp_arl_ff": (ref.LrpArlFf(n=12, layers=(3, 13, 30, 3), widths=(64, 128, 256, 512), emb=512, side=7,
+                                    lanets=8, r=16, d=256, k=4, dim=256, heads=4, fusion_layers=2), 112),
     }
     out = {}
     for name, (m, side) in nets.items():

@@ -137,21 +137,23 @@ class IBasicBlock(nn.Module):
 
 
 class IResNet(nn.Module):
-    fc_scale = 7 * 7
+    """insightface's IResNet; widths/side are parameters only so that the
+    tiny test configuration can be built (defaults: insightface's)."""
 
-    def __init__(self, layers, num_features=512):
+    def __init__(self, layers, num_features=512, widths=(64, 128, 256, 512), side=7):
         super().__init__()
-        self.inplanes = 64
-        self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(64, eps=1e-05)
-        self.prelu = nn.PReLU(64)
-        self.layer1 = self._make_layer(64, layers[0], 2)
-        self.layer2 = self._make_layer(128, layers[1], 2)
-        self.layer3 = self._make_layer(256, layers[2], 2)
-        self.layer4 = self._make_layer(512, layers[3], 2)
-        self.bn2 = nn.BatchNorm2d(512, eps=1e-05)
+        self.fc_scale = side * side
+        self.inplanes = widths[0]
+        self.conv1 = nn.Conv2d(3, widths[0], 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0], eps=1e-05)
+        self.prelu = nn.PReLU(widths[0])
+        self.layer1 = self._make_layer(widths[0], layers[0], 2)
+        self.layer2 = self._make_layer(widths[1], layers[1], 2)
+        self.layer3 = self._make_layer(widths[2], layers[2], 2)
+        self.layer4 = self._make_layer(widths[3], layers[3], 2)
+        self.bn2 = nn.BatchNorm2d(widths[3], eps=1e-05)
         self.dropout = nn.Dropout(p=0.0)
-        self.fc = nn.Linear(512 * self.fc_scale, num_features)
+        self.fc = nn.Linear(widths[3] * self.fc_scale, num_features)
         self.features = nn.BatchNorm1d(num_features, eps=1e-05)
 
     def _make_layer(self, planes, blocks, stride):
@@ -278,6 +280,95 @@ class InceptionTrunk(nn.Module):
         return n.Mixed_6e(n.Mixed_6d(n.Mixed_6c(n.Mixed_6b(x))))
 
 
+class LinearBlock(nn.Module):
+    """ME-GraphAU's LinearBlock: FC, BatchNorm1d over features, ReLU."""
+
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.fc = nn.Linear(cin, cout)
+        self.bn = nn.BatchNorm1d(cout)
+
+    def forward(self, x):
+        return F.relu(self.bn(self.fc(x).transpose(1, 2))).transpose(1, 2)
+
+
+class LaNet(nn.Module):
+    def __init__(self, c, r):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c, c // r, 1)
+        self.conv2 = nn.Conv2d(c // r, 1, 1)
+
+
+class Gnn(nn.Module):
+    """ME-GraphAU's FGG layer: per-sample top-k dot-product graph."""
+
+    def __init__(self, d, n, k):
+        super().__init__()
+        self.k = k
+        self.u = nn.Linear(d, d)
+        self.v = nn.Linear(d, d)
+        self.bnv = nn.BatchNorm1d(n)
+
+    def forward(self, x):
+        xd = x.detach()
+        si = xd @ xd.transpose(1, 2)
+        thr = si.topk(self.k, dim=-1).values[:, :, -1:]
+        adj = (si >= thr).float()
+        deg = adj.sum(-1, keepdim=True) ** -0.5
+        a = deg * adj * deg.transpose(1, 2)
+        return F.relu(x + self.bnv(a @ self.v(x) + self.u(x)))
+
+
+class FusionEncoder(nn.Module):
+    def __init__(self, emb, d, dim, heads, layers, n):
+        super().__init__()
+        self.weight_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.backbone_proj = nn.Linear(emb, dim)
+        self.au_proj = nn.Linear(d, dim)
+        self.layers = nn.ModuleList([
+            nn.TransformerEncoderLayer(dim, heads, dim * 2, dropout=0.0, batch_first=True) for _ in range(layers)])
+        self.head = nn.Linear(dim, n)
+
+
+class LrpArlFf(nn.Module):
+    """The whole LRP-ARL-FF model as a PyTorch user would write it:
+    insightface IResNet, LANets, ME-GraphAU LinearBlocks and FGG, and
+    nn.TransformerEncoderLayer fusion. auscope imports its checkpoints."""
+
+    def __init__(self, n=12, layers=(1, 1, 1, 1), widths=(8, 16, 16, 32), emb=32, side=2,
+                 lanets=2, r=4, d=16, k=3, dim=16, heads=2, fusion_layers=2):
+        super().__init__()
+        c = widths[3]
+        self.backbone = IResNet(list(layers), emb, widths, side)
+        self.lanets = nn.ModuleList([LaNet(c, r) for _ in range(lanets)])
+        self.global_linear = LinearBlock(c, d)
+        self.class_linears = nn.ModuleList([LinearBlock(d, d) for _ in range(n)])
+        self.gnn = Gnn(d, n, k)
+        self.au_weight = nn.Parameter(torch.zeros(n, d))
+        self.au_bias = nn.Parameter(torch.zeros(n))
+        self.backbone_head = nn.Linear(emb, n)
+        self.fusion = FusionEncoder(emb, d, dim, heads, fusion_layers, n)
+
+    def forward(self, x):
+        fmap, emb = self.backbone(x)
+        b = fmap.shape[0]
+        scores = torch.cat([l.conv2(F.relu(l.conv1(fmap))) for l in self.lanets], 1)
+        att = torch.sigmoid(scores.max(1, keepdim=True).values)
+        f = fmap * att
+        tokens = self.global_linear(f.flatten(2).transpose(1, 2))
+        nodes = torch.stack([cl(tokens).mean(1) for cl in self.class_linears], 1)
+        nodes = self.gnn(nodes)
+        au = (nodes * self.au_weight).sum(-1) + self.au_bias
+        bb = self.backbone_head(emb)
+        fe = self.fusion
+        dim = fe.weight_token.shape[-1]
+        t = torch.cat([fe.weight_token.expand(b, 1, dim), fe.backbone_proj(emb)[:, None], fe.au_proj(nodes)], 1)
+        for layer in fe.layers:
+            t = layer(t)
+        w = torch.sigmoid(fe.head(t[:, 0]))
+        return [w * bb + (1 - w) * au, att]
+
+
 def resnet_trunk(x, m, stages):
     x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
     for s in range(1, stages + 1):
@@ -342,6 +433,10 @@ def main():
     # The same layer as a pickled .pth (torch.save of its state_dict), to test
     # the PyTorch-checkpoint reader on a real file (137 kB).
     torch.save(enc.state_dict(), os.path.join(OUT, "transau_rel_layer.pth"))
+
+    # A whole model in PyTorch naming (the tiny LRP-ARL-FF config).
+    lrp = LrpArlFf()
+    run_case("lrp_arl_ff_tiny", lrp, [2, 3, 32, 32], lambda m, x: m(x), ["logits", "lanet"])
 
     # Full-size parameter counts of the reference modules.
     counts = {
