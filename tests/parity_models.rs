@@ -352,3 +352,16 @@ fn a_whole_pytorch_lrp_arl_ff_checkpoint_imports_and_matches() {
     c.check("logits", out.logits);
     c.check("lanet", out.maps.lanet_attention.expect("LANet map"));
 }
+
+#[test]
+fn a_whole_pytorch_piap_checkpoint_imports_and_matches() {
+    // Stage-3 PIAP in PyTorch: torchvision EfficientNet features, FC, PI decoder.
+    use auscope_core::models::weights::{Part, import_pytorch};
+    use auscope_core::models::{AuModel, ModelKind, ModelSpec};
+    let c = case("piap_stage3_tiny");
+    let mut model = AuModel::new(ModelSpec::tiny(ModelKind::Piap), &device()).expect("model");
+    import_pytorch(&mut model, &c.weights, Part::Whole).expect("import whole model");
+    let out = model.forward(c.input4(), &mut Trace::none());
+    c.check("logits", out.logits);
+    c.check("pi_maps", out.maps.pi_maps.expect("PI maps"));
+}

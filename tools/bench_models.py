@@ -2,7 +2,7 @@
 """Time the PyTorch CPU references of the AU models' networks for
 benches/models.rs, which runs this in the same session and prints ratios.
 
-Reference code (tools/model_reference.py) exists for the whole LRP-ARL-FF and
+Reference code (tools/model_reference.py) exists for the whole LRP-ARL-FF and PIAP and
 for the backbones:
 face-alignment's FAN-4 (FAN-Trans' backbone), torchvision's Inception3 up to
 Mixed_6e (TransAU's), torchvision's EfficientNet-B1 + FC (PIAP's deployed
@@ -63,6 +63,8 @@ def main():
         "inception_v3_mixed6e": (ref.InceptionTrunk(), 224),
         "efficientnet_b1": (B1Head(), 224),
         "iresnet100": (ref.IResNet([3, 13, 30, 3]), 112),
+        # The whole stage-3 PIAP (B1, FC, PI decoder) at 256 -> 224.
+        "piap": (ref.PiapStage3(n=12, width=1.0, depth=1.1, dec=(256, 128, 64, 32, 16), enc_size=224), 256),
         # The whole LRP-ARL-FF at the paper's sizes (auscope's choices for
         # what the paper leaves open, as in ModelSpec::paper).
         "lrp_arl_ff": (ref.LrpArlFf(n=12, layers=(3, 13, 30, 3), widths=(64, 128, 256, 512), emb=512, side=7,

@@ -369,6 +369,51 @@ class LrpArlFf(nn.Module):
         return [w * bb + (1 - w) * au, att]
 
 
+class DwSep(nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.depthwise = nn.Conv2d(cin, cin, 3, 1, 1, groups=cin, bias=False)
+        self.pointwise = nn.Conv2d(cin, cout, 1, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+
+    def forward(self, x):
+        return F.relu(self.bn(self.pointwise(self.depthwise(x))))
+
+
+class PiapStage3(nn.Module):
+    """PIAP's stage-3 model as a PyTorch user would write it: a torchvision
+    EfficientNet (`encoder.features`), an FC, and the PI decoder."""
+
+    def __init__(self, n=12, width=0.25, depth=0.5, dec=(16, 8, 8, 8, 8), enc_size=64):
+        super().__init__()
+        from torchvision.models import efficientnet as E
+        setting, last = E._efficientnet_conf("efficientnet_b0", width_mult=width, depth_mult=depth)
+        net = E.EfficientNet(setting, 0.2, last_channel=last)
+        self.encoder = nn.Module()
+        self.encoder.features = net.features
+        feat = net.classifier[1].in_features
+        self.fc = nn.Linear(feat, n)
+        self.decoder = nn.Module()
+        chans = [feat, *dec]
+        self.decoder.layers = nn.ModuleList([DwSep(a, b) for a, b in zip(chans, chans[1:])])
+        self.decoder.out = nn.Conv2d(dec[-1], n, 1)
+        self.enc_size = enc_size
+
+    def forward(self, x):
+        h, w = x.shape[-2:]
+        if (h, w) != (self.enc_size, self.enc_size):
+            x = F.interpolate(x, size=(self.enc_size, self.enc_size), mode="bilinear", align_corners=True)
+        mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+        std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+        f = self.encoder.features((x - mean) / std)
+        logits = self.fc(f.mean((2, 3)))
+        y = f
+        for layer in self.decoder.layers:
+            y = layer(F.interpolate(y, size=(y.shape[2] * 2, y.shape[3] * 2), mode="bilinear", align_corners=True))
+        pi = F.interpolate(self.decoder.out(y), size=(h, w), mode="bilinear", align_corners=True)
+        return [logits, torch.sigmoid(pi)]
+
+
 def resnet_trunk(x, m, stages):
     x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
     for s in range(1, stages + 1):
@@ -437,6 +482,9 @@ def main():
     # A whole model in PyTorch naming (the tiny LRP-ARL-FF config).
     lrp = LrpArlFf()
     run_case("lrp_arl_ff_tiny", lrp, [2, 3, 32, 32], lambda m, x: m(x), ["logits", "lanet"])
+
+    piap = PiapStage3()
+    run_case("piap_stage3_tiny", piap, [2, 3, 64, 64], lambda m, x: m(x), ["logits", "pi_maps"])
 
     # Full-size parameter counts of the reference modules.
     counts = {
