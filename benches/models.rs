@@ -6,10 +6,8 @@
 //! `cargo bench --bench models`. Env: AUSCOPE_BENCH_BATCHES (default "1,16"),
 //! AUSCOPE_BENCH_ITERS (default 3).
 //!
-//! PyTorch reference code exists for the whole LRP-ARL-FF and PIAP and for the
-//! backbones, so the ratio column compares like with like: each in burn vs
-//! the same network in PyTorch. PIAP's deployed model is EfficientNet-B1 + FC, so that row is
-//! the whole model on both sides.
+//! tools/model_reference.py has PyTorch versions of the four whole models and
+//! of their backbones; each row compares burn with the same network in PyTorch.
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -82,13 +80,13 @@ fn main() {
                     let out = model.forward(x.clone(), &mut Trace::none());
                     let _ = out.probs.into_data();
                 });
-                // LRP-ARL-FF and PIAP have whole-model PyTorch references.
                 let key = match kind {
-                    ModelKind::LrpArlFf => Some("lrp_arl_ff"),
-                    ModelKind::Piap => Some("piap"),
-                    _ => None,
+                    ModelKind::FanTrans => "fan_trans",
+                    ModelKind::Transau => "transau",
+                    ModelKind::Piap => "piap",
+                    ModelKind::LrpArlFf => "lrp_arl_ff",
                 };
-                let t = key.and_then(|k| torch.get(k)).and_then(|m| m.get(&b.to_string())).copied();
+                let t = torch.get(key).and_then(|m| m.get(&b.to_string())).copied();
                 let (tc, ratio) = match t {
                     Some(t) => (format!("{t:.1}"), format!("{:.2}", ms / t)),
                     None => ("n/a".into(), "n/a".into()),

@@ -365,3 +365,44 @@ fn a_whole_pytorch_piap_checkpoint_imports_and_matches() {
     c.check("logits", out.logits);
     c.check("pi_maps", out.maps.pi_maps.expect("PI maps"));
 }
+
+#[test]
+fn a_whole_pytorch_fan_trans_checkpoint_imports_and_matches() {
+    // FAN-Trans in PyTorch: face-alignment's FAN blocks, timm-style blocks
+    // with the learned attention drop, both classifiers and the ensemble.
+    use auscope_core::models::weights::{Part, import_pytorch};
+    use auscope_core::models::{AuModel, ModelKind, ModelSpec, Net};
+    let c = case("fan_trans_tiny");
+    let mut model = AuModel::new(ModelSpec::tiny(ModelKind::FanTrans), &device()).expect("model");
+    import_pytorch(&mut model, &c.weights, Part::Whole).expect("import whole model");
+    let Net::FanTrans(ft) = &model.net else { panic!() };
+    let out = ft.forward_all(c.input4(), &mut Trace::none());
+    c.check("one_to_one", out.one_to_one);
+    c.check("one_to_many", out.one_to_many);
+    c.check("ensemble", out.ensemble);
+    c.check("heatmaps", out.maps.fan_heatmaps.expect("heat-maps"));
+}
+
+#[test]
+fn a_whole_pytorch_transau_checkpoint_imports_and_matches() {
+    // TransAU in PyTorch on torchvision's Inception3 (its unused Mixed_7* and
+    // fc are skipped on import), relative-position encoder layers.
+    use auscope_core::models::backbones::inception::InceptionConfig;
+    use auscope_core::models::transau::{TransAuBackbone, TransAuConfig};
+    use auscope_core::models::weights::{Part, import_pytorch};
+    use auscope_core::models::{ArchConfig, AuModel, ModelKind, ModelSpec, Net};
+    let c = case("transau_inception_tiny");
+    let mut spec = ModelSpec::tiny(ModelKind::Transau);
+    spec.arch = ArchConfig::Transau(TransAuConfig {
+        backbone: TransAuBackbone::InceptionV3(InceptionConfig { transform_input: false }),
+        input_size: 96,
+        ..TransAuConfig::tiny()
+    });
+    let mut model = AuModel::new(spec, &device()).expect("model");
+    import_pytorch(&mut model, &c.weights, Part::Whole).expect("import whole model");
+    let Net::Transau(ta) = &model.net else { panic!() };
+    let out = ta.forward_all(c.input4(), &mut Trace::none());
+    c.check("logits", out.logits);
+    c.check("attention_logits", out.attention_logits);
+    c.check("roi_maps", out.attention_maps);
+}

@@ -2,8 +2,8 @@
 """Time the PyTorch CPU references of the AU models' networks for
 benches/models.rs, which runs this in the same session and prints ratios.
 
-Reference code (tools/model_reference.py) exists for the whole LRP-ARL-FF and PIAP and
-for the backbones:
+Reference code (tools/model_reference.py) exists for the four whole models
+and for the backbones:
 face-alignment's FAN-4 (FAN-Trans' backbone), torchvision's Inception3 up to
 Mixed_6e (TransAU's), torchvision's EfficientNet-B1 + FC (PIAP's deployed
 model, the whole of it) and insightface's IResNet100 (LRP-ARL-FF's).
@@ -63,6 +63,10 @@ def main():
         "inception_v3_mixed6e": (ref.InceptionTrunk(), 224),
         "efficientnet_b1": (B1Head(), 224),
         "iresnet100": (ref.IResNet([3, 13, 30, 3]), 112),
+        # The whole models at the paper's sizes (auscope's choices for what the
+        # papers leave open, as in ModelSpec::paper).
+        "fan_trans": (ref.FanTrans(fa, n=12, stacks=4, depth=4, f=256, dim=512, blocks=5, top_k=3, size=256), 256),
+        "transau": (ref.TransAu(n=12, side=12, a=256, b=128, e=256, layers=3, heads=8, ffn=1024, hidden=512), 224),
         # The whole stage-3 PIAP (B1, FC, PI decoder) at 256 -> 224.
         "piap": (ref.PiapStage3(n=12, width=1.0, depth=1.1, dec=(256, 128, 64, 32, 16), enc_size=224), 256),
         # The whole LRP-ARL-FF at the paper's sizes (auscope's choices for

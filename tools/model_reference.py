@@ -267,7 +267,7 @@ class InceptionTrunk(nn.Module):
         self.net = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False)
 
     def forward(self, x):
-        n = self.net
+        n = self.net if hasattr(self, "net") else self.inception
         x = n.Conv2d_1a_3x3(x)
         x = n.Conv2d_2a_3x3(x)
         x = n.Conv2d_2b_3x3(x)
@@ -414,6 +414,164 @@ class PiapStage3(nn.Module):
         return [logits, torch.sigmoid(pi)]
 
 
+class FanParam(nn.Module):
+    """face-alignment's FAN with its width and hourglass depth as parameters
+    (the released class fixes 256 and 4); same attribute names, built from
+    face-alignment's own ConvBlock and HourGlass."""
+
+    def __init__(self, fa, stacks, depth, f):
+        super().__init__()
+        self.stacks = stacks
+        self.conv1 = nn.Conv2d(3, f // 4, kernel_size=7, stride=2, padding=3)
+        self.bn1 = nn.BatchNorm2d(f // 4)
+        self.conv2 = fa.ConvBlock(f // 4, f // 2)
+        self.conv3 = fa.ConvBlock(f // 2, f // 2)
+        self.conv4 = fa.ConvBlock(f // 2, f)
+        for i in range(stacks):
+            self.add_module(f"m{i}", fa.HourGlass(1, depth, f))
+            self.add_module(f"top_m_{i}", fa.ConvBlock(f, f))
+            self.add_module(f"conv_last{i}", nn.Conv2d(f, f, 1))
+            self.add_module(f"bn_end{i}", nn.BatchNorm2d(f))
+            self.add_module(f"l{i}", nn.Conv2d(f, 68, 1))
+            if i < stacks - 1:
+                self.add_module(f"bl{i}", nn.Conv2d(f, f, 1))
+                self.add_module(f"al{i}", nn.Conv2d(68, f, 1))
+
+    def forward(self, x):
+        """(LF, per-stack features before the heat-map conv, heat-maps)."""
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = F.avg_pool2d(self.conv2(x), 2, stride=2)
+        low = self.conv4(self.conv3(x))
+        previous, feats, maps = low, [], []
+        for i in range(self.stacks):
+            ll = getattr(self, f"top_m_{i}")(getattr(self, f"m{i}")(previous))
+            ll = F.relu(getattr(self, f"bn_end{i}")(getattr(self, f"conv_last{i}")(ll)))
+            out = getattr(self, f"l{i}")(ll)
+            if i < self.stacks - 1:
+                previous = previous + getattr(self, f"bl{i}")(ll) + getattr(self, f"al{i}")(out)
+            feats.append(ll)
+            maps.append(out)
+        return low, feats, maps
+
+
+class ConvBnRelu(nn.Module):
+    def __init__(self, cin, cout, k=1, dilation=1):
+        super().__init__()
+        pad = dilation * (k // 2)
+        self.conv = nn.Conv2d(cin, cout, k, padding=pad, dilation=dilation, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+
+    def forward(self, x):
+        return F.relu(self.bn(self.conv(x)))
+
+
+class Branch(nn.Module):
+    def __init__(self, dim, n, blocks):
+        super().__init__()
+        self.blocks = nn.ModuleList([Block(dim, n) for _ in range(blocks)])
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+
+    def forward(self, x):
+        for b in self.blocks:
+            x, _ = b(x)
+        return self.norm(x)
+
+
+class FanTrans(nn.Module):
+    """FAN-Trans as a PyTorch user would write it (FAN from face-alignment,
+    timm-style blocks with the learned attention drop)."""
+
+    def __init__(self, fa, n=12, stacks=2, depth=2, f=32, dim=64, blocks=2, top_k=3, size=64):
+        super().__init__()
+        self.fan = FanParam(fa, stacks, depth, f)
+        c_a = f * (1 + min(stacks, 2))
+        self.reduce = ConvBnRelu(c_a, dim)
+        self.convs = nn.ModuleList([ConvBnRelu(dim, dim, 3) for _ in range(4)])
+        self.assign = nn.Linear((size // 16) ** 2, n)
+        self.pos_embed = nn.Parameter(torch.zeros(1, n, dim))
+        self.one_to_one = Branch(dim, n, blocks)
+        self.one_to_many = Branch(dim, n, blocks)
+        self.o2o_weight = nn.Parameter(torch.zeros(n, dim))
+        self.o2o_bias = nn.Parameter(torch.zeros(n))
+        self.o2m = nn.Linear(dim, n)
+        self.ens_a = ConvBnRelu(dim, dim // 4)
+        self.ens_b = ConvBnRelu(dim, dim // 4, 3, dilation=2)
+        self.ens_fc = nn.Linear(dim // 2, 2)
+        self.top_k = top_k
+
+    def forward(self, x):
+        low, feats, maps = self.fan(x)
+        plane = maps[-1].max(1, keepdim=True).values
+        fa_ = torch.cat([low] + [h * plane for h in feats[-2:]], 1)
+        fc = self.reduce(fa_)
+        for c in self.convs:
+            fc = c(fc)
+        fc = F.max_pool2d(fc, 4, 4)
+        tokens = self.assign(fc.flatten(2)).transpose(1, 2) + self.pos_embed
+        t1 = self.one_to_one(tokens)
+        t2 = self.one_to_many(tokens)
+        z1 = (t1 * self.o2o_weight).sum(-1) + self.o2o_bias
+        z2 = self.o2m(t2).topk(self.top_k, dim=1).values.mean(1)
+        w = torch.softmax(self.ens_fc(torch.cat([self.ens_a(fc).mean((2, 3)), self.ens_b(fc).mean((2, 3))], 1)), 1)
+        ens = z1 * w[:, :1] + z2 * w[:, 1:]
+        return [z1, z2, ens, maps[-1]]
+
+
+class ConvBn(nn.Module):
+    def __init__(self, cin, cout, k, stride=1, relu=True):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, k, stride, k // 2, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+        self.relu = relu
+
+    def forward(self, x):
+        x = self.bn(self.conv(x))
+        return F.relu(x) if self.relu else x
+
+
+class AuBranch(nn.Module):
+    def __init__(self, c, b, flat, e):
+        super().__init__()
+        self.conv1 = ConvBn(c, b, 3)
+        self.conv2 = ConvBn(b, b, 3, 2)
+        self.reduce = nn.Conv2d(b, b // 4, 1)
+        self.fc = nn.Linear(flat, e)
+
+    def forward(self, x):
+        return self.fc(F.relu(self.reduce(self.conv2(self.conv1(x)))).flatten(1))
+
+
+class TransAu(nn.Module):
+    """TransAU as a PyTorch user would write it: torchvision Inception3 to
+    Mixed_6e, ROI attention branch, per-AU branches, relative-position
+    encoder layers, 2-layer MLP."""
+
+    def __init__(self, n=12, side=4, a=16, b=8, e=32, layers=2, heads=4, ffn=64, hidden=32):
+        super().__init__()
+        self.inception = InceptionTrunk().net
+        c = 768
+        self.att_conv1 = ConvBn(c, a, 3)
+        self.att_conv2 = ConvBn(a, a, 3)
+        self.att_maps = ConvBn(a, n, 1, relu=False)
+        self.att_out = nn.Conv2d(n, n, 1)
+        half = (side + 1) // 2
+        self.branches = nn.ModuleList([AuBranch(c, b, (b // 4) * half * half, e) for _ in range(n)])
+        self.encoder = nn.ModuleList([RelEncoderLayer(e, heads, ffn, n) for _ in range(layers)])
+        self.fc1 = nn.Linear(n * e, hidden)
+        self.fc2 = nn.Linear(hidden, n)
+
+    def forward(self, x):
+        f = InceptionTrunk.forward(self, x)
+        m = self.att_maps(self.att_conv2(self.att_conv1(f)))
+        maps = torch.sigmoid(m)
+        att_logits = self.att_out(m).mean((2, 3))
+        emb = torch.stack([br(f * maps[:, i:i + 1]) for i, br in enumerate(self.branches)], 1)
+        t = emb
+        for layer in self.encoder:
+            t, _ = layer(t)
+        return [self.fc2(F.relu(self.fc1(t.flatten(1)))), att_logits, maps]
+
+
 def resnet_trunk(x, m, stages):
     x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
     for s in range(1, stages + 1):
@@ -482,6 +640,14 @@ def main():
     # A whole model in PyTorch naming (the tiny LRP-ARL-FF config).
     lrp = LrpArlFf()
     run_case("lrp_arl_ff_tiny", lrp, [2, 3, 32, 32], lambda m, x: m(x), ["logits", "lanet"])
+
+    ft = FanTrans(fa_models)
+    run_case("fan_trans_tiny", ft, [2, 3, 64, 64], lambda m, x: m(x),
+             ["one_to_one", "one_to_many", "ensemble", "heatmaps"])
+
+    ta = TransAu()
+    run_case("transau_inception_tiny", ta, [2, 3, 96, 96], lambda m, x: m(x),
+             ["logits", "attention_logits", "roi_maps"])
 
     piap = PiapStage3()
     run_case("piap_stage3_tiny", piap, [2, 3, 64, 64], lambda m, x: m(x), ["logits", "pi_maps"])
