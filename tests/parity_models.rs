@@ -343,11 +343,8 @@ fn a_whole_pytorch_lrp_arl_ff_checkpoint_imports_and_matches() {
     // tools/model_reference.py's LrpArlFf is written as a PyTorch user would
     // (insightface IResNet, ME-GraphAU blocks, nn.TransformerEncoderLayer);
     // its checkpoint loads through the model's own key tables.
-    use auscope_core::models::weights::{Part, import_pytorch};
-    use auscope_core::models::{AuModel, ModelKind, ModelSpec};
-    let c = case("lrp_arl_ff_tiny");
-    let mut model = AuModel::new(ModelSpec::tiny(ModelKind::LrpArlFf), &device()).expect("model");
-    import_pytorch(&mut model, &c.weights, Part::Whole).expect("import whole model");
+    use auscope_core::models::{ModelKind, ModelSpec};
+    let (c, model) = whole("lrp_arl_ff_tiny", ModelSpec::tiny(ModelKind::LrpArlFf));
     let out = model.forward(c.input4(), &mut Trace::none());
     c.check("logits", out.logits);
     c.check("lanet", out.maps.lanet_attention.expect("LANet map"));
@@ -356,11 +353,8 @@ fn a_whole_pytorch_lrp_arl_ff_checkpoint_imports_and_matches() {
 #[test]
 fn a_whole_pytorch_piap_checkpoint_imports_and_matches() {
     // Stage-3 PIAP in PyTorch: torchvision EfficientNet features, FC, PI decoder.
-    use auscope_core::models::weights::{Part, import_pytorch};
-    use auscope_core::models::{AuModel, ModelKind, ModelSpec};
-    let c = case("piap_stage3_tiny");
-    let mut model = AuModel::new(ModelSpec::tiny(ModelKind::Piap), &device()).expect("model");
-    import_pytorch(&mut model, &c.weights, Part::Whole).expect("import whole model");
+    use auscope_core::models::{ModelKind, ModelSpec};
+    let (c, model) = whole("piap_stage3_tiny", ModelSpec::tiny(ModelKind::Piap));
     let out = model.forward(c.input4(), &mut Trace::none());
     c.check("logits", out.logits);
     c.check("pi_maps", out.maps.pi_maps.expect("PI maps"));
@@ -370,11 +364,8 @@ fn a_whole_pytorch_piap_checkpoint_imports_and_matches() {
 fn a_whole_pytorch_fan_trans_checkpoint_imports_and_matches() {
     // FAN-Trans in PyTorch: face-alignment's FAN blocks, timm-style blocks
     // with the learned attention drop, both classifiers and the ensemble.
-    use auscope_core::models::weights::{Part, import_pytorch};
-    use auscope_core::models::{AuModel, ModelKind, ModelSpec, Net};
-    let c = case("fan_trans_tiny");
-    let mut model = AuModel::new(ModelSpec::tiny(ModelKind::FanTrans), &device()).expect("model");
-    import_pytorch(&mut model, &c.weights, Part::Whole).expect("import whole model");
+    use auscope_core::models::{ModelKind, ModelSpec, Net};
+    let (c, model) = whole("fan_trans_tiny", ModelSpec::tiny(ModelKind::FanTrans));
     let Net::FanTrans(ft) = &model.net else { panic!() };
     let out = ft.forward_all(c.input4(), &mut Trace::none());
     c.check("one_to_one", out.one_to_one);
@@ -389,20 +380,26 @@ fn a_whole_pytorch_transau_checkpoint_imports_and_matches() {
     // fc are skipped on import), relative-position encoder layers.
     use auscope_core::models::backbones::inception::InceptionConfig;
     use auscope_core::models::transau::{TransAuBackbone, TransAuConfig};
-    use auscope_core::models::weights::{Part, import_pytorch};
-    use auscope_core::models::{ArchConfig, AuModel, ModelKind, ModelSpec, Net};
-    let c = case("transau_inception_tiny");
+    use auscope_core::models::{ArchConfig, ModelKind, ModelSpec, Net};
     let mut spec = ModelSpec::tiny(ModelKind::Transau);
     spec.arch = ArchConfig::Transau(TransAuConfig {
         backbone: TransAuBackbone::InceptionV3(InceptionConfig { transform_input: false }),
         input_size: 96,
         ..TransAuConfig::tiny()
     });
-    let mut model = AuModel::new(spec, &device()).expect("model");
-    import_pytorch(&mut model, &c.weights, Part::Whole).expect("import whole model");
+    let (c, model) = whole("transau_inception_tiny", spec);
     let Net::Transau(ta) = &model.net else { panic!() };
     let out = ta.forward_all(c.input4(), &mut Trace::none());
     c.check("logits", out.logits);
     c.check("attention_logits", out.attention_logits);
     c.check("roi_maps", out.attention_maps);
+}
+
+/// Build `spec`, import the whole-model PyTorch checkpoint of fixture `name`.
+fn whole(name: &str, spec: auscope_core::models::ModelSpec) -> (Case, auscope_core::models::AuModel) {
+    let c = case(name);
+    let mut model = auscope_core::models::AuModel::new(spec, &device()).expect("model");
+    auscope_core::models::weights::import_pytorch(&mut model, &c.weights, auscope_core::models::weights::Part::Whole)
+        .expect("import whole model");
+    (c, model)
 }
