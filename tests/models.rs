@@ -323,3 +323,27 @@ fn invalid_configs_are_refused_with_a_reason() {
     let err = AuModel::new(spec, &device()).expect_err("no AUs").to_string();
     assert!(err.contains("lists no AUs"), "{err}");
 }
+
+#[test]
+fn models_give_the_same_answer_on_wgpu() {
+    // lavapipe on CI; a hardware GPU where there is one.
+    let compute = auscope_core::Compute::init(auscope_core::DeviceChoice::Wgpu)
+        .unwrap_or_else(|e| panic!("wgpu must be available (install mesa-vulkan-drivers): {e}"));
+    let dir = std::env::temp_dir().join(format!("auscope-wgpu-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    for kind in ModelKind::ALL {
+        let spec = tiny(kind);
+        let cpu = AuModel::new(spec.clone(), &device()).expect("build");
+        let path = dir.join(format!("{}.bpk", kind.name()));
+        weights::save(&cpu, &path).expect("save");
+        let gpu = weights::load(&path, Some(kind), &compute.device).expect("load on wgpu");
+        let x = input(&spec, 1);
+        let data = x.clone().into_data();
+        let a = values(cpu.forward(x, &mut Trace::none()).probs);
+        let xg = Tensor::<4>::from_data(data, &compute.device);
+        let b = values(gpu.forward(xg, &mut Trace::none()).probs);
+        let diff = a.iter().zip(&b).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+        assert!(diff < 1e-3, "{kind:?}: wgpu vs cpu probabilities differ by {diff}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
