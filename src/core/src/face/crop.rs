@@ -62,8 +62,7 @@ pub fn model_roi(face: &Face) -> Roi {
 }
 
 pub fn crop_face(image: &RgbImage, face: &Face, spec: CropSpec) -> FaceCrop {
-    let roi = model_roi(face);
-    let rgb = to_rgb_image(&warp(image, &roi, spec.size()), spec.size());
+    let (rgb, roi) = crop_rgb(image, face, spec.size());
     let image = match spec {
         CropSpec::Gray224 => DynamicImage::ImageLuma8(to_gray_image(&rgb)),
         CropSpec::Rgb256 | CropSpec::Rgb112 => DynamicImage::ImageRgb8(rgb),

@@ -243,7 +243,7 @@ impl Fan {
     /// face-alignment key -> our key, as (regex, replacement) pairs applied in
     /// order to every checkpoint key.
     pub fn pytorch_remap(cfg: &FanConfig, prefix: &str) -> Vec<(String, String)> {
-        let p = regex_escape(prefix);
+        let p = regex::escape(prefix);
         let mut v = vec![
             (r"\.downsample\.0\.".into(), ".downsample_bn.".into()),
             (r"\.downsample\.2\.".into(), ".downsample_conv.".into()),
@@ -277,16 +277,4 @@ impl Fan {
         v.push((r"\.hg\.b2_plus_1\.".into(), ".hg.b2_plus.".into()));
         v
     }
-}
-
-pub fn regex_escape(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            if "\\.+*?()|[]{}^$".contains(c) {
-                vec!['\\', c]
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
 }

@@ -4,9 +4,9 @@
 //! distillation. Choices where the paper is silent are marked "Choice:".
 
 use burn::module::{Module, Param};
-use burn::nn::conv::Conv2d;
-use burn::nn::{BatchNorm, Linear, LinearConfig};
-use burn::tensor::activation::{relu, sigmoid, softmax};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::activation::{relu, softmax};
 use burn::tensor::{Device, Distribution, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -124,7 +124,11 @@ impl FanTransConfig {
                 bn: bn(c / 4, 1e-5, device),
             },
             ens_b: ConvBnRelu {
-                conv: conv(c, c / 4, [3, 3], 1, [2, 2], 1, false, device).with_dilation(2),
+                conv: Conv2dConfig::new([c, c / 4], [3, 3])
+                    .with_dilation([2, 2])
+                    .with_padding(PaddingConfig2d::Explicit(2, 2, 2, 2))
+                    .with_bias(false)
+                    .init(device),
                 bn: bn(c / 4, 1e-5, device),
             },
             ens_fc: LinearConfig::new(c / 2, 2).init(device),
@@ -132,17 +136,6 @@ impl FanTransConfig {
             aggregate: self.aggregate,
             deploy: self.deploy,
         }
-    }
-}
-
-trait WithDilation {
-    fn with_dilation(self, d: usize) -> Self;
-}
-
-impl WithDilation for Conv2d {
-    fn with_dilation(mut self, d: usize) -> Self {
-        self.dilation = [d, d];
-        self
     }
 }
 
@@ -288,10 +281,6 @@ impl FanTrans {
             FanTransDeploy::OneToMany => out.one_to_many,
             FanTransDeploy::Ensemble => out.ensemble,
         };
-        AuOutput {
-            probs: sigmoid(logits.clone()),
-            logits,
-            maps: out.maps,
-        }
+        AuOutput::from_logits(logits, out.maps)
     }
 }

@@ -235,6 +235,6 @@ impl LrpArlFf {
 
     pub fn forward(&self, x: Tensor<4>, trace: &mut Trace) -> AuOutput {
         let out = self.forward_all(x, trace);
-        AuOutput { probs: sigmoid(out.logits.clone()), logits: out.logits, maps: out.maps }
+        AuOutput::from_logits(out.logits, out.maps)
     }
 }

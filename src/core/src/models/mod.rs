@@ -210,22 +210,18 @@ impl InputSpec {
     /// Square crops of side `size` -> the model's input tensor.
     pub fn to_tensor(&self, crops: &[RgbImage], device: &Device) -> Result<Tensor<4>, CoreError> {
         let s = self.size;
-        let mut data = Vec::with_capacity(crops.len() * 3 * s * s);
-        for c in crops {
-            if c.width() as usize != s || c.height() as usize != s {
-                return Err(CoreError::Model(format!("crop is {}x{}, the model takes {s}x{s}", c.width(), c.height())));
-            }
-            let px = c.as_raw();
-            match self.norm {
-                InputNorm::Unit | InputNorm::PlusMinusOne => {
-                    let (scale, off) = if self.norm == InputNorm::Unit { (1.0 / 255.0, 0.0) } else { (2.0 / 255.0, -1.0) };
-                    for ch in 0..3 {
-                        data.extend(px.chunks_exact(3).map(|p| p[ch] as f32 * scale + off));
-                    }
-                }
-                InputNorm::GrayImageNet => {
+        if let Some(c) = crops.iter().find(|c| c.width() as usize != s || c.height() as usize != s) {
+            return Err(CoreError::Model(format!("crop is {}x{}, the model takes {s}x{s}", c.width(), c.height())));
+        }
+        let (scale, off) = match self.norm {
+            InputNorm::Unit => (1.0 / 255.0, 0.0),
+            InputNorm::PlusMinusOne => (2.0 / 255.0, -1.0),
+            InputNorm::GrayImageNet => {
+                let mut data = Vec::with_capacity(crops.len() * 3 * s * s);
+                for c in crops {
                     // ITU-R 601 luma, as `image`'s to_luma8 does.
-                    let gray: Vec<f32> = px
+                    let gray: Vec<f32> = c
+                        .as_raw()
                         .chunks_exact(3)
                         .map(|p| (0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32).round() / 255.0)
                         .collect();
@@ -233,9 +229,11 @@ impl InputSpec {
                         data.extend(gray.iter().map(|g| (g - m) / sd));
                     }
                 }
+                return Ok(Tensor::from_data(TensorData::new(data, [crops.len(), 3, s, s]), device));
             }
-        }
-        Ok(Tensor::from_data(TensorData::new(data, [crops.len(), 3, s, s]), device))
+        };
+        let hwc: Vec<Vec<f32>> = crops.iter().map(|c| c.as_raw().iter().map(|&v| v as f32).collect()).collect();
+        Ok(crate::frame::crops_to_tensor(&hwc, s, scale, off, device))
     }
 }
 

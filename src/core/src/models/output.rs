@@ -12,6 +12,12 @@ pub struct AuOutput {
     pub maps: ModelMaps,
 }
 
+impl AuOutput {
+    pub fn from_logits(logits: Tensor<2>, maps: ModelMaps) -> Self {
+        Self { probs: burn::tensor::activation::sigmoid(logits.clone()), logits, maps }
+    }
+}
+
 /// One attention layer: every head's map over the layer's tokens.
 #[derive(Debug, Clone)]
 pub struct AttentionLayerMaps {

@@ -116,8 +116,6 @@ impl PiapConfig {
                 ap.in_channels = 3;
                 ap.init(device)
             }),
-            stage: self.stage,
-            input_size: self.input_size,
             encoder_size: self.encoder_size,
         }
     }
@@ -163,8 +161,8 @@ impl DwUnet {
         for u in &self.up {
             let skip = skips.pop().expect("skip per level");
             let [_, _, h, w] = skip.dims();
-            // Upsample x2 (bilinear, align_corners like the reference UNet)
-            // and pad to the skip's size when odd sizes were floored.
+            // Upsample (bilinear, align_corners like the reference UNet) to
+            // the skip's size: x2, or the odd size pooling floored.
             let up = resize(x, [h, w]);
             x = u.forward(Tensor::cat(vec![skip, up], 1));
         }
@@ -187,10 +185,7 @@ pub struct Piap {
     pub fc: Linear,
     pub decoder: Option<PiDecoder>,
     pub ap: Option<EfficientNet>,
-    #[module(skip)]
-    pub stage: PiapStage,
-    #[module(skip)]
-    pub input_size: usize,
+    /// Side the RGB encoders see (stage 3 and AP).
     #[module(skip)]
     pub encoder_size: usize,
 }
@@ -225,8 +220,8 @@ impl Piap {
     /// Input: RGB in [0, 1], [B, 3, S, S].
     pub fn forward_all(&self, x: Tensor<4>, trace: &mut Trace) -> PiapOutputs {
         let [_, _, h, w] = x.dims();
-        let (feat, gen_logits) = match (&self.generator, self.stage) {
-            (Some(g), PiapStage::Stage2) => {
+        let (feat, gen_logits) = match &self.generator {
+            Some(g) => {
                 let pi = g.forward(x.clone());
                 // Hadamard product of the PI maps with the grayscale image
                 // (ITU-R 601 luma), normalised with ImageNet's mean/std grey.
@@ -237,14 +232,7 @@ impl Piap {
                 let input = sigmoid(pi.clone()) * gray;
                 (self.encoder.forward(input, "encoder.", trace), Some(pi))
             }
-            _ => {
-                let x = if h != self.encoder_size || w != self.encoder_size {
-                    resize(x, [self.encoder_size, self.encoder_size])
-                } else {
-                    x
-                };
-                (self.encoder.forward(imagenet_normalize(x), "encoder.", trace), None)
-            }
+            None => (self.encoder.forward(self.rgb_encoder_input(x), "encoder.", trace), None),
         };
         let pooled = gap(feat.clone());
         let logits = self.fc.forward(pooled.clone());
@@ -270,13 +258,19 @@ impl Piap {
 
     pub fn forward(&self, x: Tensor<4>, trace: &mut Trace) -> AuOutput {
         let out = self.forward_all(x, trace);
-        AuOutput { probs: sigmoid(out.logits.clone()), logits: out.logits, maps: out.maps }
+        AuOutput::from_logits(out.logits, out.maps)
     }
 
     /// v_P of the AP encoder (for L_AP, eq. 4), if built.
     pub fn ap_features(&self, x: Tensor<4>) -> Option<Tensor<2>> {
         let ap = self.ap.as_ref()?;
-        let x = resize(x, [self.encoder_size, self.encoder_size]);
-        Some(gap(ap.forward(imagenet_normalize(x), "ap.", &mut Trace::none())))
+        Some(gap(ap.forward(self.rgb_encoder_input(x), "ap.", &mut Trace::none())))
+    }
+
+    /// RGB in [0, 1] at any side -> `encoder_size`, ImageNet-normalised.
+    fn rgb_encoder_input(&self, x: Tensor<4>) -> Tensor<4> {
+        let [_, _, h, w] = x.dims();
+        let s = self.encoder_size;
+        imagenet_normalize(if (h, w) == (s, s) { x } else { resize(x, [s, s]) })
     }
 }

@@ -82,7 +82,7 @@ pub fn load(path: &Path, expect: Option<ModelKind>, device: &Device) -> Result<A
     let mut model = AuModel::new(spec, device)?;
     let mut store = BurnpackStore::from_file(path).auto_extension(false).allow_partial(true).validate(false);
     let result = apply(&mut model.net, &mut store).map_err(|e| weights_err(path, format!("unreadable: {e}")))?;
-    check(path, &result, &[])?;
+    check_scoped(path, &result, &[], &[])?;
     model.source = path.display().to_string();
     Ok(model)
 }
@@ -130,7 +130,7 @@ pub fn pytorch_remap(spec: &ModelSpec, prefix: &str) -> Vec<(String, String)> {
 /// and the classifier heads / late stages of ImageNet backbones we cut.
 pub fn ignorable(spec: &ModelSpec, prefix: &str) -> Vec<String> {
     let mut v = vec![r"num_batches_tracked$".to_string()];
-    let p = super::fan::regex_escape(prefix);
+    let p = regex::escape(prefix);
     match &spec.arch {
         ArchConfig::Transau(c) => match &c.backbone {
             TransAuBackbone::InceptionV3(_) => {
@@ -234,10 +234,6 @@ pub fn import_module<M: ModuleSnapshot>(
         return Err(weights_err(path, "no tensor in the file matches the model"));
     }
     Ok(())
-}
-
-fn check(path: &Path, r: &ApplyResult, ignore: &[regex::Regex]) -> Result<(), CoreError> {
-    check_scoped(path, r, ignore, &[])
 }
 
 /// One error listing every missing, unexpected and mis-shaped tensor.

@@ -104,7 +104,7 @@ impl EfficientNetConfig {
 
     /// torchvision key -> ours (`features.S.I.block.J.K` -> named fields).
     pub fn pytorch_remap(&self, prefix: &str) -> Vec<(String, String)> {
-        let p = crate::models::fan::regex_escape(prefix);
+        let p = regex::escape(prefix);
         let mut v = vec![
             (format!(r"^{p}features\.0\.0\."), format!("{prefix}stem.conv.")),
             (format!(r"^{p}features\.0\.1\."), format!("{prefix}stem.bn.")),

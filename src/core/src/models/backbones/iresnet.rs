@@ -151,7 +151,7 @@ impl IResNet {
     }
 
     pub fn pytorch_remap(prefix: &str) -> Vec<(String, String)> {
-        let p = crate::models::fan::regex_escape(prefix);
+        let p = regex::escape(prefix);
         vec![
             (format!(r"^{p}(layer\d\.\d+)\.downsample\.0\."), format!("{prefix}${{1}}.downsample.conv.")),
             (format!(r"^{p}(layer\d\.\d+)\.downsample\.1\."), format!("{prefix}${{1}}.downsample.bn.")),
