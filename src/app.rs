@@ -8,7 +8,7 @@ use auscope_core::source::{SourceInfo, SourceKind};
 use eframe::egui::{self, ColorImage, Key, TextureHandle, TextureOptions, Vec2};
 
 use crate::viewer::{OverlayOptions, ViewTransform, viewer_ui};
-use auscope_core::models::ModelKind;
+use auscope_core::models::PredictorKind;
 
 use crate::worker::{AnalyzedFrame, ModelInfo, ModelRequest, Reply, Request, Worker};
 
@@ -38,7 +38,7 @@ pub struct AuscopeApp {
     error: Option<String>,
     busy: bool,
     /// The AU model asked for, and the one the worker confirmed.
-    model_wanted: Option<ModelKind>,
+    model_wanted: Option<PredictorKind>,
     model: Option<ModelInfo>,
     model_loading: bool,
 }
@@ -107,7 +107,7 @@ impl AuscopeApp {
     }
 
     /// Switch the AU model; `weights` None runs it on random weights.
-    pub fn set_model(&mut self, kind: Option<ModelKind>, weights: Option<PathBuf>) {
+    pub fn set_model(&mut self, kind: Option<PredictorKind>, weights: Option<PathBuf>) {
         let request = kind.map(|kind| ModelRequest { kind, weights });
         if self.worker.send(Request::SetModel(request)) {
             self.model_wanted = kind;
@@ -230,7 +230,7 @@ impl AuscopeApp {
             ui.menu_button("Model", |ui| {
                 let mut wanted = self.model_wanted;
                 let mut changed = ui.radio_value(&mut wanted, None, "No AU model").clicked();
-                for kind in ModelKind::ALL {
+                for kind in PredictorKind::all() {
                     changed |= ui.radio_value(&mut wanted, Some(kind), kind.title()).clicked();
                 }
                 if changed && wanted != self.model_wanted {
@@ -240,8 +240,8 @@ impl AuscopeApp {
                 ui.separator();
                 let kind = self.model_wanted;
                 if ui
-                    .add_enabled(kind.is_some(), egui::Button::new("Load weights…"))
-                    .on_disabled_hover_text("Choose a model first")
+                    .add_enabled(matches!(kind, Some(PredictorKind::Net(_))), egui::Button::new("Load weights…"))
+                    .on_disabled_hover_text("Choose one of the four networks first")
                     .clicked()
                 {
                     let picked = rfd::FileDialog::new()

@@ -23,12 +23,12 @@ fn main() -> anyhow::Result<()> {
             }
             Some("--model") => {
                 let value = args.next().and_then(|v| v.into_string().ok()).unwrap_or_default();
-                model = Some(auscope_core::models::ModelKind::parse(&value)?);
+                model = Some(auscope_core::models::PredictorKind::parse(&value)?);
             }
             Some("--weights") => weights = args.next().map(std::path::PathBuf::from),
             Some("--help" | "-h") => {
                 println!(
-                    "usage: auscope-gui [--device auto|wgpu|cpu] [--model fan-trans|transau|piap|lrp-arl-ff \
+                    "usage: auscope-gui [--device auto|wgpu|cpu] [--model fan-trans|transau|piap|lrp-arl-ff|blendshape-baseline \
                      [--weights FILE]] [IMAGE|FOLDER|VIDEO]"
                 );
                 return Ok(());

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use auscope_core::face::{DetectorKind, Face, FacePipeline};
 use auscope_core::frame::Frame;
-use auscope_core::models::{AuModel, ModelFiles, ModelKind, open_model};
+use auscope_core::models::{ModelFiles, Predictor, PredictorKind, open_predictor};
 use auscope_core::source::{FrameSource, SourceInfo, open_source};
 use burn::tensor::Device;
 
@@ -24,7 +24,7 @@ pub enum Request {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelRequest {
-    pub kind: ModelKind,
+    pub kind: PredictorKind,
     /// A .bpk or PyTorch checkpoint; None: random initialisation.
     pub weights: Option<PathBuf>,
 }
@@ -32,7 +32,7 @@ pub struct ModelRequest {
 /// The AU model in use, as the UI shows it.
 #[derive(Debug, Clone)]
 pub struct ModelInfo {
-    pub kind: ModelKind,
+    pub kind: PredictorKind,
     pub aus: Vec<String>,
     pub source: String,
     pub params: usize,
@@ -110,7 +110,7 @@ fn serve(
         }
     };
     let mut source: Option<Box<dyn FrameSource>> = None;
-    let mut model: Option<AuModel> = None;
+    let mut model: Option<Predictor> = None;
     while let Ok(first) = requests.recv() {
         // Coalesce: opens and detector changes all apply; only the last frame request is served.
         let mut batch = vec![first];
@@ -151,14 +151,14 @@ fn serve(
                     reply(Reply::Model(Ok(None)))
                 }
                 Request::SetModel(Some(req)) => {
-                    match open_model(req.kind, ModelFiles { weights: req.weights.as_deref(), ..ModelFiles::default() }, &device) {
+                    match open_predictor(req.kind, ModelFiles { weights: req.weights.as_deref(), ..ModelFiles::default() }, &device) {
                         Ok(m) => {
                             let info = ModelInfo {
                                 kind: req.kind,
                                 aus: m.aus().to_vec(),
-                                source: m.source.clone(),
+                                source: m.source(),
                                 params: m.num_params(),
-                                random: req.weights.is_none(),
+                                random: m.is_random(),
                             };
                             model = Some(m);
                             reply(Reply::Model(Ok(Some(info))))
@@ -185,7 +185,7 @@ fn serve(
 fn analyze(
     source: &mut dyn FrameSource,
     pipeline: &FacePipeline,
-    model: Option<&AuModel>,
+    model: Option<&Predictor>,
     device: &Device,
     index: usize,
 ) -> Result<AnalyzedFrame, String> {

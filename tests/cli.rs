@@ -168,6 +168,24 @@ fn infer_json_lists_au_probabilities_per_face() {
 }
 
 #[test]
+fn infer_with_the_blendshape_baseline_sees_the_smile() {
+    let image = face_image("single_face.jpg");
+    let out = auscope(&["infer", image.to_str().expect("utf8"), "--model", "blendshape-baseline", "--json", "--device", "cpu"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("randomly initialised"));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["model"], "blendshape-baseline");
+    let aus = v["frames"][0]["faces"][0]["aus"].as_object().expect("aus");
+    assert_eq!(aus.len(), 20);
+    // The person in single_face.jpg smiles broadly: AU12 on, AU04 off.
+    let p = |au: &str| aus[au].as_f64().expect("p");
+    assert!(p("AU12") > 0.5 && p("AU04") < 0.5, "{aus:?}");
+    let out = auscope(&["infer", image.to_str().expect("utf8"), "--model", "blendshape-baseline", "--weights", "x.bpk"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("takes no weights"));
+}
+
+#[test]
 fn infer_rejects_bad_weights_and_models_clearly() {
     let image = face_image("single_face.jpg");
     let img = image.to_str().expect("utf8");

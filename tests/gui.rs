@@ -77,11 +77,11 @@ fn step_until(harness: &mut Harness<'_, AuscopeApp>, what: &str, done: impl Fn(&
 
 #[test]
 fn choosing_a_model_shows_au_probabilities_and_says_weights_are_random() {
-    use auscope_core::models::ModelKind;
+    use auscope_core::models::{ModelKind, PredictorKind};
     let mut harness = harness_with(face_image("single_face.jpg"));
     wait_for_frame(&mut harness);
     harness.get_by_label("No AU model (Model menu).");
-    harness.state_mut().set_model(Some(ModelKind::Piap), None);
+    harness.state_mut().set_model(Some(PredictorKind::Net(ModelKind::Piap)), None);
     step_until(&mut harness, "model loaded", |app| app.model().is_some());
     step_until(&mut harness, "AUs shown", |app| app.selected_aus().is_some());
     let probs = harness.state().selected_aus().unwrap_or_default();
@@ -101,9 +101,9 @@ fn choosing_a_model_shows_au_probabilities_and_says_weights_are_random() {
     .expect("model");
     let bpk = dir.join("transau.bpk");
     auscope_core::models::weights::save(&other, &bpk).expect("save");
-    harness.state_mut().set_model(Some(ModelKind::Piap), Some(bpk));
+    harness.state_mut().set_model(Some(PredictorKind::Net(ModelKind::Piap)), Some(bpk));
     step_until(&mut harness, "error shown", |app| app.error().is_some());
     let error = harness.state().error().unwrap_or_default().to_string();
     assert!(error.contains("these are TransAU weights, not PIAP weights"), "{error}");
-    assert_eq!(harness.state().model().map(|m| m.kind), Some(ModelKind::Piap));
+    assert_eq!(harness.state().model().map(|m| m.kind), Some(PredictorKind::Net(ModelKind::Piap)));
 }

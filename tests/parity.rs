@@ -4,6 +4,7 @@
 mod common;
 
 use auscope_core::face::FacePipeline;
+use auscope_core::face::blendshapes::BlendshapeNet;
 use auscope_core::face::detector::{DetectorKind, FaceDetector};
 use auscope_core::face::ibug68::IBUG68_FROM_MESH;
 use auscope_core::face::landmarker::Landmarker;
@@ -161,6 +162,58 @@ fn pipeline_matches_mediapipe_on_real_faces() {
             }
         }
     }
+}
+
+/// The blendshape network, fed MediaPipe's own landmarks, gives the TFLite
+/// model's 52 scores; end to end (our landmarks) the AU-relevant scores
+/// stay close.
+#[test]
+fn blendshapes_match_tflite() {
+    let device = Device::flex();
+    let net = BlendshapeNet::new(&device).expect("blendshape model");
+    assert_eq!(net.names().len(), 52);
+    assert_eq!(net.names()[9], "eyeBlinkLeft");
+    let pipeline = FacePipeline::new(DetectorKind::Full, &device).expect("pipeline");
+    let mut checked = 0;
+    for stem in ["single_face", "multi_face", "0-f1-su-ph", "45-m7-di-ph"] {
+        let reference = read_json(&fixture(&format!("mediapipe/faces_{stem}.json")));
+        let want = reference["full"].as_array().expect("faces");
+        let meshes: Vec<Vec<[f32; 3]>> = want
+            .iter()
+            .map(|w| {
+                w["landmarks478"]
+                    .as_array()
+                    .expect("landmarks")
+                    .iter()
+                    .map(|p| floats(p).try_into().expect("xyz"))
+                    .collect()
+            })
+            .collect();
+        let refs: Vec<&[[f32; 3]]> = meshes.iter().map(|m| m.as_slice()).collect();
+        let got = net.blendshapes(&refs).expect("blendshapes");
+        for (g, w) in got.iter().zip(want) {
+            let w = floats(&w["blendshapes52"]);
+            let diff = g.iter().zip(&w).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            assert!(diff <= 1e-4, "{stem}: network max |diff| {diff}");
+            checked += 1;
+        }
+        // End to end: our detector + landmarker + blendshapes. Landmarks
+        // agree to ~1% of the box, so scores move a little; 0.05 holds.
+        let image = load_image(&face_image(&format!("{stem}.jpg"))).expect("image");
+        let faces = pipeline.faces(&image).expect("faces");
+        for w in want {
+            let wbox: [f32; 4] = floats(&w["box"]).try_into().expect("box");
+            let face = faces
+                .iter()
+                .max_by(|a, b| iou(a.detection.bbox, wbox).total_cmp(&iou(b.detection.bbox, wbox)))
+                .expect("face");
+            let got = &net.blendshapes(&[face.landmarks478.as_slice()]).expect("blendshapes")[0];
+            let w = floats(&w["blendshapes52"]);
+            let diff = got.iter().zip(&w).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            assert!(diff <= 0.05, "{stem}: end-to-end max |diff| {diff}");
+        }
+    }
+    assert_eq!(checked, 8);
 }
 
 /// The wgpu backend (lavapipe on CI) computes what Flex computes.

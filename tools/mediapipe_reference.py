@@ -6,7 +6,8 @@ post-processing auscope implements (MediaPipe's: letterbox to the detector
 input, SSD anchors, weighted NMS, rotated ROI x1.5, 256x256 landmark crop)
 and writes tests/fixtures/mediapipe/:
   faces_<image>.json   per image and detector: boxes, scores, 6 keypoints,
-                       478 landmarks, all in frame pixels
+                       478 landmarks, all in frame pixels, and the 52
+                       blendshape scores of those landmarks' 146-point subset
   net_<model>.png      a fixed network input (uint8 RGB)
   net_<model>.json     the raw network outputs for that input (detectors:
                        all scores, regressors of the 8 best anchors)
@@ -22,6 +23,8 @@ import zipfile
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 from PIL import Image
+
+from convert_tflite import BLENDSHAPE_SUBSET
 
 DETECTORS = {
     # name: (file, input size, anchor strides, two anchors per cell)
@@ -168,7 +171,9 @@ def main():
         interps[name].allocate_tensors()
     with zipfile.ZipFile(mp / "face_landmarker.task") as zf:
         lm = Interpreter(model_content=zf.read("face_landmarks_detector.tflite"))
+        bs = Interpreter(model_content=zf.read("face_blendshapes.tflite"))
     lm.allocate_tensors()
+    bs.allocate_tensors()
 
     for img_name in IMAGES:
         image = np.asarray(Image.open(args.shared / "data" / "faces" / img_name).convert("RGB"))
@@ -177,8 +182,12 @@ def main():
             faces = []
             for score, box, kps in detect(interps[det_name], spec, image):
                 pts, presence = landmarks(lm, image, roi(box, kps))
+                # MediaPipe feeds the subset in image pixels (x, y).
+                subset = np.asarray(pts, dtype=np.float32)[BLENDSHAPE_SUBSET, :2]
+                blend = run(bs, subset)
                 faces.append({"score": score, "box": box, "keypoints": kps,
-                              "landmarks478": pts, "presence": presence})
+                              "landmarks478": pts, "presence": presence,
+                              "blendshapes52": next(iter(blend.values())).reshape(-1).tolist()})
             result[det_name] = faces
         stem = img_name.rsplit(".", 1)[0]
         (out_dir / f"faces_{stem}.json").write_text(json.dumps(result) + "\n")

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use auscope_core::face::{DetectorKind, FacePipeline};
-use auscope_core::models::{ModelFiles, ModelKind, open_model, weights};
+use auscope_core::models::{ModelFiles, ModelKind, PredictorKind, open_model, open_predictor, weights};
 use auscope_core::report::{AuFace, AuFrame, AuReport, FaceJson, FacesReport, FrameFaces};
 use auscope_core::frame::Frame;
 use auscope_core::source::{FrameSource, open_source};
@@ -65,7 +65,7 @@ enum Command {
 /// Which AU model, and the files it is built from.
 #[derive(clap::Args)]
 struct ModelArgs {
-    /// fan-trans, transau, piap or lrp-arl-ff.
+    /// fan-trans, transau, piap or lrp-arl-ff (infer also: blendshape-baseline).
     #[arg(long)]
     model: String,
     /// Weights: an auscope .bpk file, or a PyTorch checkpoint of the whole
@@ -224,12 +224,12 @@ fn infer(
     detector: DetectorKind,
     device: DeviceChoice,
 ) -> anyhow::Result<()> {
-    let kind = ModelKind::parse(model_name)?;
+    let kind = PredictorKind::parse(model_name)?;
     let mut source = open_source(input)?;
     let compute = Compute::init(device)?;
     eprintln!("device: {}", compute.status_line());
-    let model = open_model(kind, files, &compute.device)?;
-    if files.weights.is_none() {
+    let model = open_predictor(kind, files, &compute.device)?;
+    if model.is_random() {
         eprintln!(
             "warning: no --weights: {} runs on randomly initialised weights{}; its probabilities mean nothing",
             kind.title(),
@@ -258,7 +258,7 @@ fn infer(
     )?;
     let report = AuReport {
         model: kind.name().to_string(),
-        weights: model.source.clone(),
+        weights: model.source(),
         frames: frames
             .into_iter()
             .map(|(index, r)| match r {

@@ -20,3 +20,10 @@ macro_rules! embedded_graph {
 pub const BLAZEFACE_SHORT: EmbeddedGraph = embedded_graph!("blazeface_short");
 pub const BLAZEFACE_FULL: EmbeddedGraph = embedded_graph!("blazeface_full");
 pub const FACE_LANDMARKER: EmbeddedGraph = embedded_graph!("face_landmarker");
+
+/// The blendshape model: `graph_json` holds its meta.json (subset, names).
+pub const FACE_BLENDSHAPES: EmbeddedGraph = EmbeddedGraph {
+    name: "face_blendshapes",
+    graph_json: include_bytes!("../../../models/face_blendshapes/meta.json"),
+    weights: include_bytes!("../../../models/face_blendshapes/weights.safetensors"),
+};

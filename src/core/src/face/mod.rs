@@ -1,6 +1,7 @@
 //! Faces in a frame: detection, 478 landmarks, the 68-point iBUG subset, and
 //! the crops the AU models see.
 
+pub mod blendshapes;
 pub mod crop;
 pub mod detector;
 pub mod ibug68;

@@ -14,6 +14,8 @@ pub mod fan_trans;
 pub mod lrp_arl_ff;
 pub mod output;
 pub mod piap;
+pub mod predictor;
+pub mod teacher;
 pub mod transau;
 pub mod transformer;
 pub mod weights;
@@ -26,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::CoreError;
 pub use blocks::Trace;
 pub use output::{AttentionLayerMaps, AuOutput, ModelMaps};
+pub use predictor::{Predictor, PredictorKind, open_predictor};
 
 use fan_trans::{FanTrans, FanTransConfig};
 use lrp_arl_ff::{LrpArlFf, LrpArlFfConfig};

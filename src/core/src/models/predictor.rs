@@ -1,0 +1,115 @@
+//! What the app and CLI run on a face: one of the four AU networks, or the
+//! landmark-based blendshape baseline. One name space for both.
+
+use burn::tensor::Device;
+use image::RgbImage;
+
+use super::teacher::BlendshapeTeacher;
+use super::{AuModel, ModelFiles, ModelKind, open_model};
+use crate::error::CoreError;
+use crate::face::Face;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PredictorKind {
+    Net(ModelKind),
+    BlendshapeBaseline,
+}
+
+impl PredictorKind {
+    pub const BLENDSHAPE_NAME: &'static str = "blendshape-baseline";
+
+    pub fn all() -> Vec<PredictorKind> {
+        let mut v: Vec<_> = ModelKind::ALL.into_iter().map(PredictorKind::Net).collect();
+        v.push(PredictorKind::BlendshapeBaseline);
+        v
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PredictorKind::Net(k) => k.name(),
+            PredictorKind::BlendshapeBaseline => Self::BLENDSHAPE_NAME,
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            PredictorKind::Net(k) => k.title(),
+            PredictorKind::BlendshapeBaseline => "Blendshape baseline",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, CoreError> {
+        if s == Self::BLENDSHAPE_NAME {
+            return Ok(PredictorKind::BlendshapeBaseline);
+        }
+        ModelKind::parse(s).map(PredictorKind::Net).map_err(|_| {
+            CoreError::Model(format!(
+                "unknown model '{s}' (models: fan-trans, transau, piap, lrp-arl-ff, {})",
+                Self::BLENDSHAPE_NAME
+            ))
+        })
+    }
+}
+
+#[derive(Debug)]
+pub enum Predictor {
+    Net(AuModel),
+    Teacher(BlendshapeTeacher),
+}
+
+impl Predictor {
+    pub fn kind(&self) -> PredictorKind {
+        match self {
+            Predictor::Net(m) => PredictorKind::Net(m.kind()),
+            Predictor::Teacher(_) => PredictorKind::BlendshapeBaseline,
+        }
+    }
+
+    pub fn aus(&self) -> &[String] {
+        match self {
+            Predictor::Net(m) => m.aus(),
+            Predictor::Teacher(t) => t.aus(),
+        }
+    }
+
+    /// Where the weights came from.
+    pub fn source(&self) -> String {
+        match self {
+            Predictor::Net(m) => m.source.clone(),
+            Predictor::Teacher(_) => "MediaPipe face_blendshapes (embedded) + auscope AU mapping".into(),
+        }
+    }
+
+    /// True when the network runs on random initialisation.
+    pub fn is_random(&self) -> bool {
+        matches!(self, Predictor::Net(m) if m.source == "random init")
+    }
+
+    pub fn num_params(&self) -> usize {
+        match self {
+            Predictor::Net(m) => m.num_params(),
+            Predictor::Teacher(_) => 0,
+        }
+    }
+
+    pub fn predict_faces(&self, image: &RgbImage, faces: &[Face], device: &Device) -> Result<Vec<Vec<f32>>, CoreError> {
+        match self {
+            Predictor::Net(m) => m.predict_faces(image, faces, device),
+            Predictor::Teacher(t) => t.predict_faces(faces),
+        }
+    }
+}
+
+/// Open a network (see [`open_model`]) or the blendshape baseline (which
+/// takes no files).
+pub fn open_predictor(kind: PredictorKind, files: ModelFiles, device: &Device) -> Result<Predictor, CoreError> {
+    match kind {
+        PredictorKind::Net(k) => open_model(k, files, device).map(Predictor::Net),
+        PredictorKind::BlendshapeBaseline => {
+            if files.weights.is_some() || files.config.is_some() || files.backbone_weights.is_some() {
+                return Err(CoreError::Model("the blendshape baseline takes no weights or config files".into()));
+            }
+            BlendshapeTeacher::new(&BlendshapeTeacher::all_aus(), device).map(Predictor::Teacher)
+        }
+    }
+}
