@@ -10,6 +10,7 @@ pub mod face;
 pub mod frame;
 pub mod graph;
 pub mod models;
+pub mod training;
 pub mod report;
 pub mod source;
 

@@ -1,0 +1,4 @@
+//! Training: the papers' losses, datasets and splits, metrics, and the
+//! trainer job that runs them on burn's autodiff.
+
+pub mod losses;
