@@ -5,7 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use auscope_core::face::{DetectorKind, FacePipeline};
-use auscope_core::models::{ModelFiles, ModelKind, PredictorKind, open_model, open_predictor, weights};
+use auscope_core::models::{AuModel, ModelFiles, ModelKind, PredictorKind, open_model, open_predictor, weights};
+use auscope_core::training::config::{TrainConfig, load_dataset};
+use auscope_core::training::prepare::prepare;
+use auscope_core::training::trainer::{RunFiles, TrainEvent, TrainJob, TrainOutcome, Trainer, evaluate_prepared};
 use auscope_core::report::{AuFace, AuFrame, AuReport, FaceJson, FacesReport, FrameFaces};
 use auscope_core::frame::Frame;
 use auscope_core::source::{FrameSource, open_source};
@@ -50,6 +53,27 @@ enum Command {
         json: bool,
         #[arg(long, default_value = "full")]
         detector: DetectorKind,
+    },
+    /// Train a model as a config file describes (docs/training.md): the
+    /// paper's procedure, subject-exclusive folds, checkpoints in `out`.
+    Train {
+        #[arg(long)]
+        config: PathBuf,
+        /// Start over instead of resuming from the checkpoint in `out`.
+        #[arg(long)]
+        fresh: bool,
+    },
+    /// Evaluate weights on the held-out fold of a training config: per-AU
+    /// F1, precision, recall, AUC, and the AU correlation distance.
+    Eval {
+        #[arg(long)]
+        config: PathBuf,
+        /// Weights to evaluate (default: model.bpk in the config's `out`).
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// Print the evaluation as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Convert weights: a PyTorch checkpoint (+ config) to an auscope .bpk that
     /// carries its config, or a .bpk to a PyTorch-layout .safetensors.
@@ -119,7 +143,128 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             detector,
         } => infer(&input, &model.model, model.files(), json, detector, cli.device),
         Command::Convert { model, out } => convert(&model.model, model.files(), &out),
+        Command::Train { config, fresh } => train(&config, fresh, cli.device),
+        Command::Eval { config, weights, json } => eval(&config, weights.as_deref(), json, cli.device),
     }
+}
+
+/// The config's model, dataset split and prepared faces.
+struct Prepared {
+    config: TrainConfig,
+    spec: auscope_core::models::ModelSpec,
+    train: Vec<auscope_core::training::prepare::Prepared>,
+    test: Vec<auscope_core::training::prepare::Prepared>,
+    compute: Compute,
+}
+
+fn prepare_run(path: &std::path::Path, device: DeviceChoice) -> anyhow::Result<Prepared> {
+    let config = TrainConfig::load(path)?;
+    let spec = config.model.spec()?;
+    let compute = Compute::init(device)?;
+    eprintln!("device: {}", compute.status_line());
+    let pipeline = FacePipeline::new(DetectorKind::Full, &compute.device).context("loading face models")?;
+    let data = load_dataset(&config.data, &spec.aus, &pipeline)?;
+    eprintln!("data: {} labelled frames of {} subjects ({} rows skipped: missing or not-coded labels, or no face)", data.samples.len(), data.subjects().len(), data.skipped);
+    let (train_idx, test_idx) = data.subject_folds(config.folds, config.fold)?;
+    let size = spec.input().size;
+    let show = |what: &str| {
+        let what = what.to_string();
+        move |done: usize, total: usize| {
+            if done % 25 == 0 || done == total {
+                eprint!("\r{what}: {done}/{total} frames");
+            }
+        }
+    };
+    let (train, r1) = prepare(&data, &train_idx, size, &pipeline, &mut show("preparing training faces"))?;
+    eprintln!();
+    let (test, r2) = prepare(&data, &test_idx, size, &pipeline, &mut show("preparing held-out faces"))?;
+    eprintln!();
+    for r in [&r1, &r2] {
+        if r.no_face > 0 {
+            eprintln!("warning: {} frames without a face were left out", r.no_face);
+        }
+        for u in &r.unreadable {
+            eprintln!("warning: {u}");
+        }
+    }
+    eprintln!("fold {} of {}: {} training faces, {} held-out faces", config.fold, config.folds, train.len(), test.len());
+    Ok(Prepared { config, spec, train, test, compute })
+}
+
+fn train(path: &std::path::Path, fresh: bool, device: DeviceChoice) -> anyhow::Result<()> {
+    let p = prepare_run(path, device)?;
+    let params = p.config.params(&p.spec);
+    let model = match &p.config.init_weights {
+        Some(w) => weights::load(w, Some(p.spec.kind()), &p.compute.device)?,
+        None => AuModel::new(p.spec.clone(), &p.compute.device)?,
+    };
+    let job = TrainJob::spawn(Trainer {
+        model,
+        params,
+        train: p.train,
+        test: p.test,
+        out: RunFiles { dir: p.config.out.clone() },
+        resume: !fresh,
+        device: p.compute.device.clone(),
+    })?;
+    let mut steps = 0;
+    let outcome = loop {
+        let Ok(ev) = job.events.recv() else { anyhow::bail!("the training thread stopped without a result") };
+        match ev {
+            TrainEvent::Started { steps_per_epoch, epochs, resumed_from } => {
+                steps = steps_per_epoch;
+                if resumed_from > 0 {
+                    eprintln!("resuming after epoch {resumed_from} of {epochs}");
+                }
+            }
+            TrainEvent::Step { epoch, step, loss } => {
+                let filled = (step + 1) * 30 / steps.max(1);
+                eprint!("\repoch {:>3} [{:<30}] {}/{} loss {loss:.4}", epoch + 1, "#".repeat(filled), step + 1, steps);
+            }
+            TrainEvent::Epoch { epoch, train_loss, eval } => {
+                eprintln!("\repoch {:>3} done: mean training loss {train_loss:.4}{:40}", epoch + 1, "");
+                if let Some(e) = eval {
+                    eprint!("{}", e.table());
+                }
+            }
+            TrainEvent::Checkpoint(path) => eprintln!("checkpoint: {}", path.display()),
+            TrainEvent::Finished(o) => break o,
+        }
+    };
+    job.join();
+    match outcome {
+        TrainOutcome::Done { weights, .. } => {
+            eprintln!("done: {}", weights.display());
+            Ok(())
+        }
+        TrainOutcome::Cancelled { .. } => anyhow::bail!("cancelled"),
+        TrainOutcome::Diverged { epoch, step, loss, weights } => anyhow::bail!(
+            "training stopped at epoch {} step {}: loss {loss} (NaN or diverging); last good weights: {}",
+            epoch + 1,
+            step + 1,
+            weights.map_or("none (no epoch finished)".to_string(), |w| w.display().to_string())
+        ),
+        TrainOutcome::Failed(e) => anyhow::bail!(e),
+    }
+}
+
+fn eval(path: &std::path::Path, weights_path: Option<&std::path::Path>, json: bool, device: DeviceChoice) -> anyhow::Result<()> {
+    let p = prepare_run(path, device)?;
+    let w = weights_path.map(|w| w.to_path_buf()).unwrap_or_else(|| RunFiles { dir: p.config.out.clone() }.weights());
+    let model = weights::load(&w, Some(p.spec.kind()), &p.compute.device)?;
+    if model.spec.aus != p.spec.aus {
+        anyhow::bail!("{}: the weights detect {:?}, the config asks for {:?}", w.display(), model.spec.aus, p.spec.aus);
+    }
+    if p.test.is_empty() {
+        anyhow::bail!("the held-out fold has no faces");
+    }
+    let e = evaluate_prepared(&model, &p.test, 16, &p.compute.device)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&e)?);
+    } else {
+        print!("{}", e.table());
+    }
+    Ok(())
 }
 
 /// Run `analyze` on every frame of `source`: text per frame unless `json`,

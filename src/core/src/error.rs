@@ -33,4 +33,8 @@ pub enum CoreError {
     Graph(String),
     #[error("model: {0}")]
     Model(String),
+    #[error("training data: {0}")]
+    Data(String),
+    #[error("training: {0}")]
+    Training(String),
 }

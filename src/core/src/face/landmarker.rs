@@ -51,6 +51,10 @@ impl Landmarker {
         })
     }
 
+    pub fn device(&self) -> &Device {
+        self.graph.device()
+    }
+
     /// Raw outputs for already-sampled 256x256 crops (HWC, 0..255), one batch.
     pub fn run_network(&self, crops: &[Vec<f32>]) -> Result<Vec<GraphOutput>, CoreError> {
         let x = crops_to_tensor(crops, INPUT, 1.0 / 255.0, 0.0, self.graph.device());

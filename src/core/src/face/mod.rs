@@ -49,6 +49,11 @@ impl FacePipeline {
         })
     }
 
+    /// The device the face models run on.
+    pub fn landmarker_device(&self) -> &Device {
+        self.landmarker.device()
+    }
+
     /// Every face in the image, best score first.
     pub fn faces(&self, image: &RgbImage) -> Result<Vec<Face>, CoreError> {
         let detections = self.detector.detect(image)?;

@@ -240,7 +240,9 @@ impl InputSpec {
     }
 }
 
-#[derive(Debug)]
+/// The network of each architecture; a burn Module, so the trainer can move
+/// it to an autodiff device and step an optimizer over it.
+#[derive(Module, Debug)]
 pub enum Net {
     FanTrans(FanTrans),
     Transau(TransAu),

@@ -1,0 +1,157 @@
+//! One serde file describes a training run: model, data, split, procedure,
+//! output folder. `auscope train --config FILE` runs it; a copy is saved as
+//! run.json next to the weights.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::data::{Dataset, Sample};
+use super::trainer::TrainParams;
+use crate::error::CoreError;
+use crate::face::FacePipeline;
+use crate::models::teacher::BlendshapeTeacher;
+use crate::models::{ModelKind, ModelSpec};
+use crate::source::open_source;
+
+/// A model by preset name, or a full spec.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ModelChoice {
+    /// `{"model": "piap", "preset": "tiny" | "paper", "aus": [...]}`
+    Preset { model: String, preset: String, #[serde(default)] aus: Option<Vec<String>> },
+    Spec(ModelSpec),
+}
+
+impl ModelChoice {
+    pub fn spec(&self) -> Result<ModelSpec, CoreError> {
+        match self {
+            ModelChoice::Spec(s) => Ok(s.clone()),
+            ModelChoice::Preset { model, preset, aus } => {
+                let kind = ModelKind::parse(model)?;
+                let mut spec = match preset.as_str() {
+                    "paper" => ModelSpec::paper(kind),
+                    "tiny" => ModelSpec::tiny(kind),
+                    other => return Err(CoreError::Training(format!("unknown preset '{other}' (paper, tiny)"))),
+                };
+                if let Some(a) = aus {
+                    spec.aus = a.clone();
+                }
+                Ok(spec)
+            }
+        }
+    }
+}
+
+/// Where labelled frames come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "layout", rename_all = "kebab-case")]
+pub enum DataSpec {
+    Csv { path: PathBuf, #[serde(default = "half")] positive_at: f32 },
+    Openface { csv: PathBuf, media: PathBuf, #[serde(default)] subject: Option<String>, #[serde(default = "half")] positive_at: f32 },
+    Bp4d { root: PathBuf },
+    Disfa { root: PathBuf },
+    /// Pseudo-labels from the blendshape teacher on every `every`-th frame
+    /// of each media file; each file is one subject.
+    Teacher { media: Vec<PathBuf>, #[serde(default = "one")] every: usize },
+}
+
+fn half() -> f32 {
+    0.5
+}
+fn one() -> usize {
+    1
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub model: ModelChoice,
+    pub data: DataSpec,
+    /// Subject-exclusive folds; the papers use 3.
+    #[serde(default = "three")]
+    pub folds: usize,
+    /// The held-out fold.
+    #[serde(default)]
+    pub fold: usize,
+    /// The procedure; default: the paper's for the architecture.
+    #[serde(default)]
+    pub params: Option<TrainParams>,
+    /// Start from these weights (.bpk) instead of random initialisation.
+    #[serde(default)]
+    pub init_weights: Option<PathBuf>,
+    pub out: PathBuf,
+}
+
+fn three() -> usize {
+    3
+}
+
+impl TrainConfig {
+    /// Read a config; relative paths are taken from the config's folder.
+    pub fn load(path: &Path) -> Result<Self, CoreError> {
+        let text = std::fs::read_to_string(path).map_err(|e| CoreError::Io { path: path.to_path_buf(), reason: e.to_string() })?;
+        let mut c: TrainConfig = serde_json::from_str(&text).map_err(|e| CoreError::Training(format!("{}: {e}", path.display())))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        match &mut c.data {
+            DataSpec::Csv { path, .. } => fix(path),
+            DataSpec::Openface { csv, media, .. } => {
+                fix(csv);
+                fix(media);
+            }
+            DataSpec::Bp4d { root } | DataSpec::Disfa { root } => fix(root),
+            DataSpec::Teacher { media, .. } => media.iter_mut().for_each(fix),
+        }
+        fix(&mut c.out);
+        if let Some(w) = c.init_weights.as_mut() {
+            fix(w);
+        }
+        Ok(c)
+    }
+
+    pub fn params(&self, spec: &ModelSpec) -> TrainParams {
+        self.params.clone().unwrap_or_else(|| TrainParams::paper(spec))
+    }
+}
+
+/// Load the labelled frames a data spec names, for the given AUs.
+pub fn load_dataset(data: &DataSpec, aus: &[String], pipeline: &FacePipeline) -> Result<Dataset, CoreError> {
+    match data {
+        DataSpec::Csv { path, positive_at } => Dataset::from_csv(path, aus, *positive_at),
+        DataSpec::Openface { csv, media, subject, positive_at } => {
+            let subject = subject.clone().unwrap_or_else(|| media.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
+            Dataset::from_openface(csv, media, &subject, aus, *positive_at)
+        }
+        DataSpec::Bp4d { root } => Dataset::from_bp4d(root, aus),
+        DataSpec::Disfa { root } => Dataset::from_disfa(root, aus),
+        DataSpec::Teacher { media, every } => pseudo_label(media, *every, aus, pipeline),
+    }
+}
+
+/// Teacher pseudo-labels (probability >= 0.5 -> 1) for the largest face of
+/// every `every`-th frame. Frames without a face are skipped.
+pub fn pseudo_label(media: &[PathBuf], every: usize, aus: &[String], pipeline: &FacePipeline) -> Result<Dataset, CoreError> {
+    let teacher = BlendshapeTeacher::new(aus, pipeline.landmarker_device())?;
+    let mut out = Dataset { aus: aus.to_vec(), samples: Vec::new(), skipped: 0 };
+    for m in media {
+        let mut source = open_source(m)?;
+        let subject = m.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let count = source.info().frame_count;
+        for frame in (0..count).step_by(every.max(1)) {
+            let f = source.frame(frame)?;
+            let faces = pipeline.faces(&f.image)?;
+            let Some(face) = faces.into_iter().max_by(|a, b| (a.box_xywh()[2]).total_cmp(&b.box_xywh()[2])) else {
+                out.skipped += 1;
+                continue;
+            };
+            let probs = teacher.predict_faces(std::slice::from_ref(&face))?;
+            let labels = probs[0].iter().map(|&p| if p >= 0.5 { 1.0 } else { 0.0 }).collect();
+            out.samples.push(Sample { media: m.clone(), frame, subject: subject.clone(), labels });
+        }
+    }
+    Ok(out)
+}
