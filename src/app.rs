@@ -468,7 +468,14 @@ fn au_panel_ui(
     } else {
         ui.label(format!("Weights: {}", model.source));
     }
-    ui.label(format!("{:.1} M parameters", model.params as f64 / 1e6));
+    if model.kind == PredictorKind::BlendshapeBaseline {
+        ui.colored_label(
+            egui::Color32::from_rgb(255, 210, 120),
+            "Approximate: MediaPipe blendshapes mapped to AUs by hand, not trained on FACS data.",
+        );
+    } else {
+        ui.label(format!("{:.1} M parameters", model.params as f64 / 1e6));
+    }
     match (&analyzed.aus, selected) {
         (Some(Err(e)), _) => {
             ui.colored_label(egui::Color32::from_rgb(255, 110, 110), format!("Model failed: {e}"));
