@@ -75,20 +75,26 @@ def options_of(name, op, opts_cls):
     return o
 
 
-def convert(model_bytes):
-    model = tflite.Model.GetRootAsModel(model_bytes, 0)
-    graph = model.Subgraphs(0)
-    constants = {}
-    ops = []
+def walk_ops(model, graph, constants):
+    """Yield (op, name, inputs, outputs) in graph order, folding each
+    DEQUANTIZE (fp16 weight -> float32 constant) into `constants` instead."""
     for i in range(graph.OperatorsLength()):
         op = graph.Operators(i)
         name = op_name(model, op)
         ins = [int(x) for x in op.InputsAsNumpy()]
         outs = [int(x) for x in op.OutputsAsNumpy()]
         if name == "DEQUANTIZE":
-            # Constant folding: fp16 weight -> float32 constant.
             constants[outs[0]] = tensor_array(model, graph, ins[0]).astype(np.float32)
             continue
+        yield op, name, ins, outs
+
+
+def convert(model_bytes):
+    model = tflite.Model.GetRootAsModel(model_bytes, 0)
+    graph = model.Subgraphs(0)
+    constants = {}
+    ops = []
+    for op, name, ins, outs in walk_ops(model, graph, constants):
         entry = {"op": name, "inputs": ins, "outputs": outs, "options": {}}
         opt = entry["options"]
         if name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
@@ -203,14 +209,7 @@ def convert_blendshapes(model_bytes):
     graph = model.Subgraphs(0)
     const = {}
     convs, gammas, scale, class_token, eps = [], [], None, None, None
-    for i in range(graph.OperatorsLength()):
-        op = graph.Operators(i)
-        name = op_name(model, op)
-        ins = [int(x) for x in op.InputsAsNumpy()]
-        outs = [int(x) for x in op.OutputsAsNumpy()]
-        if name == "DEQUANTIZE":
-            const[outs[0]] = tensor_array(model, graph, ins[0]).astype(np.float32)
-            continue
+    for op, name, ins, outs in walk_ops(model, graph, const):
 
         def c(idx):
             if idx in const:

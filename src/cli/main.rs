@@ -149,7 +149,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// The config's model, dataset split and prepared faces.
-struct Prepared {
+struct PreparedRun {
     config: TrainConfig,
     spec: auscope_core::models::ModelSpec,
     train: Vec<auscope_core::training::prepare::Prepared>,
@@ -157,7 +157,7 @@ struct Prepared {
     compute: Compute,
 }
 
-fn prepare_run(path: &std::path::Path, device: DeviceChoice) -> anyhow::Result<Prepared> {
+fn prepare_run(path: &std::path::Path, device: DeviceChoice) -> anyhow::Result<PreparedRun> {
     let config = TrainConfig::load(path)?;
     let spec = config.model.spec()?;
     let compute = Compute::init(device)?;
@@ -188,7 +188,7 @@ fn prepare_run(path: &std::path::Path, device: DeviceChoice) -> anyhow::Result<P
         }
     }
     eprintln!("fold {} of {}: {} training faces, {} held-out faces", config.fold, config.folds, train.len(), test.len());
-    Ok(Prepared { config, spec, train, test, compute })
+    Ok(PreparedRun { config, spec, train, test, compute })
 }
 
 fn train(path: &std::path::Path, fresh: bool, device: DeviceChoice) -> anyhow::Result<()> {

@@ -131,6 +131,23 @@ fn padding_of(
     }
 }
 
+/// Every tensor of a safetensors file as (name, row-major f32 values, shape);
+/// the converters write float32 only, anything else is an error.
+pub fn f32_tensors(weights: &[u8]) -> Result<Vec<(String, Vec<f32>, Vec<usize>)>, CoreError> {
+    let st = safetensors::SafeTensors::deserialize(weights)
+        .map_err(|e| CoreError::Weights(format!("weights file: {e}")))?;
+    st.tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            if view.dtype() != safetensors::Dtype::F32 {
+                return Err(CoreError::Weights(format!("tensor {name} is {:?}, expected F32", view.dtype())));
+            }
+            let values = view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            Ok((name, values, view.shape().to_vec()))
+        })
+        .collect()
+}
+
 /// A loaded graph: operator list plus constant tensors on one device.
 pub struct Graph {
     ops: Vec<OpSpec>,
@@ -157,26 +174,12 @@ impl Graph {
                 file.format
             )));
         }
-        let st = safetensors::SafeTensors::deserialize(weights)
-            .map_err(|e| CoreError::Weights(format!("weights file: {e}")))?;
         let mut constants = HashMap::new();
-        for (name, view) in st.tensors() {
+        for (name, values, shape) in f32_tensors(weights)? {
             let id: usize = name
                 .strip_prefix('t')
                 .and_then(|s| s.parse().ok())
                 .ok_or_else(|| CoreError::Weights(format!("unexpected tensor name {name:?}")))?;
-            if view.dtype() != safetensors::Dtype::F32 {
-                return Err(CoreError::Weights(format!(
-                    "tensor {name} is {:?}, expected F32",
-                    view.dtype()
-                )));
-            }
-            let values: Vec<f32> = view
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            let shape = view.shape().to_vec();
             let n = values.len();
             let t = Tensor::<1>::from_data(TensorData::new(values, [n]), device);
             constants.insert(id, Value::Flat(t, shape));

@@ -14,6 +14,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use serde::Deserialize;
 
 use crate::error::CoreError;
+use crate::graph::f32_tensors;
 
 pub const NUM_BLENDSHAPES: usize = 52;
 
@@ -79,16 +80,8 @@ impl BlendshapeNet {
         if meta.format != "auscope-blendshapes/1" || meta.names.len() != NUM_BLENDSHAPES {
             return Err(CoreError::Weights(format!("unknown blendshape model format {:?}", meta.format)));
         }
-        let st = safetensors::SafeTensors::deserialize(weights)
-            .map_err(|e| CoreError::Weights(format!("blendshape weights: {e}")))?;
-        let mut raw: HashMap<String, (Vec<f32>, Vec<usize>)> = HashMap::new();
-        for (name, view) in st.tensors() {
-            if view.dtype() != safetensors::Dtype::F32 {
-                return Err(CoreError::Weights(format!("blendshape tensor {name} is not F32")));
-            }
-            let values = view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-            raw.insert(name.to_string(), (values, view.shape().to_vec()));
-        }
+        let raw: HashMap<String, (Vec<f32>, Vec<usize>)> =
+            f32_tensors(weights)?.into_iter().map(|(name, v, shape)| (name, (v, shape))).collect();
         let take = |name: &str| raw.get(name).cloned().ok_or_else(|| CoreError::Weights(format!("blendshape weights lack {name}")));
         let vec1 = |name: &str| -> Result<Tensor<1>, CoreError> {
             let (v, _) = take(name)?;

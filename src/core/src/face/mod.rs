@@ -35,6 +35,12 @@ impl Face {
     }
 }
 
+/// The face with the largest detector box (by area), if any.
+pub fn largest(faces: &[Face]) -> Option<&Face> {
+    let area = |f: &Face| f.box_xywh()[2] * f.box_xywh()[3];
+    faces.iter().max_by(|a, b| area(a).total_cmp(&area(b)))
+}
+
 /// Detector plus landmarker on one device.
 pub struct FacePipeline {
     pub detector: FaceDetector,

@@ -144,11 +144,11 @@ pub fn pseudo_label(media: &[PathBuf], every: usize, aus: &[String], pipeline: &
         for frame in (0..count).step_by(every.max(1)) {
             let f = source.frame(frame)?;
             let faces = pipeline.faces(&f.image)?;
-            let Some(face) = faces.into_iter().max_by(|a, b| (a.box_xywh()[2]).total_cmp(&b.box_xywh()[2])) else {
+            let Some(face) = crate::face::largest(&faces) else {
                 out.skipped += 1;
                 continue;
             };
-            let probs = teacher.predict_faces(std::slice::from_ref(&face))?;
+            let probs = teacher.predict_faces(std::slice::from_ref(face))?;
             let labels = probs[0].iter().map(|&p| if p >= 0.5 { 1.0 } else { 0.0 }).collect();
             out.samples.push(Sample { media: m.clone(), frame, subject: subject.clone(), labels });
         }

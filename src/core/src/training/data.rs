@@ -103,6 +103,25 @@ fn label_value(cell: &str, intensity: bool, positive_at: f32) -> Result<Option<f
     Ok(Some(if v >= threshold { 1.0 } else { 0.0 }))
 }
 
+/// One row's labels for the chosen AU columns: None when any is missing or
+/// not coded; a malformed cell is an error naming file and line.
+fn row_labels(
+    rec: &csv::StringRecord,
+    au_cols: &[(usize, bool)],
+    positive_at: f32,
+    path: &Path,
+    line: usize,
+) -> Result<Option<Vec<f32>>, CoreError> {
+    let mut labels = Vec::with_capacity(au_cols.len());
+    for &(i, intensity) in au_cols {
+        match label_value(rec.get(i).unwrap_or(""), intensity, positive_at).map_err(|e| data_err(path, format!("line {line}: {e}")))? {
+            Some(v) => labels.push(v),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(labels))
+}
+
 impl Dataset {
     /// The generic CSV layout. `positive_at` thresholds intensity columns
     /// (2 for DISFA's protocol; occurrence columns use 0.5).
@@ -125,17 +144,10 @@ impl Dataset {
                 None | Some("") => 0,
                 Some(f) => f.parse().map_err(|_| data_err(path, format!("line {line}: frame '{f}' is not a frame index")))?,
             };
-            let mut labels = Vec::with_capacity(aus.len());
-            for &(i, intensity) in &au_cols {
-                match label_value(get(i), intensity, positive_at).map_err(|e| data_err(path, format!("line {line}: {e}")))? {
-                    Some(v) => labels.push(v),
-                    None => break,
-                }
-            }
-            if labels.len() < aus.len() {
+            let Some(labels) = row_labels(&rec, &au_cols, positive_at, path, line)? else {
                 skipped += 1;
                 continue;
-            }
+            };
             samples.push(Sample { media: base.join(get(path_col)), frame, subject: get(subject_col).to_string(), labels });
         }
         Ok(Self { aus: aus.to_vec(), samples, skipped })
@@ -165,13 +177,7 @@ impl Dataset {
                 skipped += 1;
                 continue;
             }
-            let labels: Option<Vec<f32>> = au_cols
-                .iter()
-                .map(|&(i, intensity)| label_value(get(i), intensity, positive_at).map_err(|e| data_err(csv_path, format!("line {line}: {e}"))))
-                .collect::<Result<Vec<_>, _>>()?
-                .into_iter()
-                .collect();
-            match labels {
+            match row_labels(&rec, &au_cols, positive_at, csv_path, line)? {
                 Some(labels) => samples.push(Sample { media: media.to_path_buf(), frame, subject: subject.to_string(), labels }),
                 None => skipped += 1,
             }
@@ -210,12 +216,7 @@ impl Dataset {
             for (line, rec) in rd.records().enumerate() {
                 let rec = rec.map_err(|e| data_err(&file, format!("line {}: {e}", line + 2)))?;
                 let frame_no = rec.get(frame_col).unwrap_or("");
-                let labels: Option<Vec<f32>> = au_cols
-                    .iter()
-                    .map(|&(i, _)| label_value(rec.get(i).unwrap_or(""), false, 0.5).map_err(|e| data_err(&file, format!("line {}: {e}", line + 2))))
-                    .collect::<Result<Vec<_>, _>>()?
-                    .into_iter()
-                    .collect();
+                let labels = row_labels(&rec, &au_cols, 0.5, &file, line + 2)?;
                 let n: usize = frame_no.parse().map_err(|_| data_err(&file, format!("line {}: frame '{frame_no}'", line + 2)))?;
                 let image = [format!("{n:04}.jpg"), format!("{n:03}.jpg"), format!("{n}.jpg")]
                     .into_iter()

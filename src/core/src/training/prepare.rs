@@ -104,10 +104,7 @@ pub fn prepare(
                 }
             };
             let faces = pipeline.faces(&frame.image)?;
-            let Some(face) = faces.iter().max_by(|a, b| {
-                let area = |f: &crate::face::Face| f.box_xywh()[2] * f.box_xywh()[3];
-                area(a).total_cmp(&area(b))
-            }) else {
+            let Some(face) = crate::face::largest(&faces) else {
                 report.no_face += 1;
                 continue;
             };

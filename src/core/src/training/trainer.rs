@@ -175,6 +175,7 @@ impl ClassStats {
 
 /// The procedure's loss for one batch. `centers` is TransAU's per-AU centre
 /// matrix [N, D], updated in place after the step.
+#[allow(clippy::too_many_arguments)]
 fn batch_loss(
     net: &Net,
     spec: &ModelSpec,
@@ -182,6 +183,7 @@ fn batch_loss(
     stats: &ClassStats,
     x: Tensor<4>,
     y: Tensor<2>,
+    items: &[&Prepared],
     landmarks: &[Vec<[f32; 2]>],
     centers: &mut Option<Tensor<2>>,
 ) -> (Tensor<1>, Option<(Tensor<3>, Tensor<2>)>) {
@@ -195,13 +197,13 @@ fn batch_loss(
         Net::Transau(m) => {
             let o = m.forward_all(x, &mut trace);
             let [b, n, h, _] = o.attention_maps.dims();
-            let labels: Vec<Vec<f32>> = y.clone().into_data().try_to_vec::<f32>().unwrap_or_default().chunks(n).map(|c| c.to_vec()).collect();
             // Ground-truth maps: sigma 3 px at the 224 px input, in map pixels.
+            // Labels come from the host copy, not a read-back of `y`.
             let sigma = 3.0 * h as f32 / spec.input().size as f32;
             let gt: Vec<f32> = landmarks
                 .iter()
-                .zip(&labels)
-                .flat_map(|(lm, l)| region_maps(&spec.aus, lm, h, sigma.max(0.5), Some(l)))
+                .zip(items)
+                .flat_map(|(lm, p)| region_maps(&spec.aus, lm, h, sigma.max(0.5), Some(&p.labels)))
                 .collect();
             let gt = Tensor::<4>::from_data(TensorData::new(gt, [b, n, h, h]), &device);
             let d = o.embeddings.dims()[2];
@@ -340,7 +342,7 @@ impl Trainer {
                 let items: Vec<&Prepared> = chunk.iter().map(|&i| &train[i]).collect();
                 let transforms: Vec<Transform> = items.iter().map(|_| params.augment.draw(&mut state.rng)).collect();
                 let (x, y, lms) = batch(&spec, &items, &transforms, &ad)?;
-                let (loss, cc) = batch_loss(&net, &spec, &params, &stats, x, y, &lms, &mut centers);
+                let (loss, cc) = batch_loss(&net, &spec, &params, &stats, x, y, &items, &lms, &mut centers);
                 let value = loss.clone().into_scalar::<f32>();
                 let limit = state.first_epoch_loss.map(|f| f * params.divergence_factor);
                 if !value.is_finite() || limit.is_some_and(|l| value > l) {
