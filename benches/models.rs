@@ -9,8 +9,9 @@
 //! tools/model_reference.py has PyTorch versions of the four whole models and
 //! of their backbones; each row compares burn with the same network in PyTorch.
 
+mod common;
+
 use std::collections::HashMap;
-use std::process::Command;
 use std::time::Instant;
 
 use auscope_core::models::backbones::efficientnet::EfficientNetConfig;
@@ -46,17 +47,7 @@ fn main() {
         .collect();
     let iters: usize = std::env::var("AUSCOPE_BENCH_ITERS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
     let batch_arg = batches.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(",");
-    let torch: HashMap<String, HashMap<String, f64>> = Command::new("python3")
-        .args(["tools/bench_models.py", "--iters", &iters.to_string(), "--batches", &batch_arg])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| serde_json::from_slice(&o.stdout).ok())
-        .unwrap_or_default();
-    if torch.is_empty() {
-        eprintln!("PyTorch column: n/a (python3 tools/bench_models.py failed)");
-    }
+    let torch: HashMap<String, HashMap<String, f64>> = common::python_json("tools/bench_models.py", &["--iters", &iters.to_string(), "--batches", &batch_arg]);
 
     let mut devices: Vec<(String, Device)> = vec![("cpu (Flex)".into(), Device::flex())];
     // wgpu only on a hardware adapter: on a software one (llvmpipe) the

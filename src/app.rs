@@ -106,7 +106,7 @@ impl AuscopeApp {
         probs.get(self.selected_face?).cloned()
     }
 
-    /// Switch the AU model; `weights` None runs it on random weights.
+    /// Switch the AU model; `weights` None runs it on its shipped demo weights.
     pub fn set_model(&mut self, kind: Option<PredictorKind>, weights: Option<PathBuf>) {
         let request = kind.map(|kind| ModelRequest { kind, weights });
         if self.worker.send(Request::SetModel(request)) {
@@ -464,6 +464,13 @@ fn au_panel_ui(
             egui::Color32::from_rgb(255, 170, 60),
             "Random weights: this model is not trained, its probabilities mean nothing. \
              Load weights from the Model menu.",
+        );
+    } else if model.demo {
+        ui.colored_label(
+            egui::Color32::from_rgb(255, 210, 120),
+            "Demo weights: a small model trained on blendshape-teacher pseudo-labels of a few \
+             public clips, not on FACS-coded data (BP4D/DISFA). Not for research use; \
+             load your own weights from the Model menu.",
         );
     } else {
         ui.label(format!("Weights: {}", model.source));

@@ -25,7 +25,7 @@ pub enum Request {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelRequest {
     pub kind: PredictorKind,
-    /// A .bpk or PyTorch checkpoint; None: random initialisation.
+    /// A .bpk or PyTorch checkpoint; None: the shipped demo weights.
     pub weights: Option<PathBuf>,
 }
 
@@ -38,6 +38,8 @@ pub struct ModelInfo {
     pub params: usize,
     /// True when no weights were loaded.
     pub random: bool,
+    /// True for the shipped demo weights.
+    pub demo: bool,
 }
 
 /// A frame with its faces, ready to show.
@@ -159,6 +161,7 @@ fn serve(
                                 source: m.source(),
                                 params: m.num_params(),
                                 random: m.is_random(),
+                                demo: m.is_demo(),
                             };
                             model = Some(m);
                             reply(Reply::Model(Ok(Some(info))))

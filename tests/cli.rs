@@ -186,6 +186,43 @@ fn infer_with_the_blendshape_baseline_sees_the_smile() {
 }
 
 #[test]
+fn infer_without_weights_runs_the_demo_weights_and_says_so() {
+    // 15-f13-anc-ph (angry, lips pressed) is a held-out subject of the demo
+    // training runs; single_face (broad smile) a training one. The demo
+    // models agree with their teacher (the blendshape baseline) on at least
+    // 10 of their 12 AUs on both, and tell the smile from the angry face
+    // (AU10/AU12). Random weights hover around 0.5 and do neither.
+    let aus_of = |img: &std::path::Path, model: &str| -> (serde_json::Map<String, serde_json::Value>, String, String) {
+        let out = auscope(&["infer", img.to_str().expect("utf8"), "--model", model, "--json", "--device", "cpu"]);
+        assert!(out.status.success(), "{model}: {}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        let aus = v["frames"][0]["faces"][0]["aus"].as_object().expect("aus").clone();
+        (aus, v["weights"].as_str().unwrap_or_default().to_string(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let p = |m: &serde_json::Map<String, serde_json::Value>, au: &str| m[au].as_f64().expect("p");
+    let (angry, smile) = (face_image("15-f13-anc-ph.jpg"), face_image("single_face.jpg"));
+    let (teacher_angry, teacher_smile) = (aus_of(&angry, "blendshape-baseline").0, aus_of(&smile, "blendshape-baseline").0);
+    for model in ["fan-trans", "transau", "piap", "lrp-arl-ff"] {
+        let mut seen = Vec::new();
+        for (img, teacher) in [(&angry, &teacher_angry), (&smile, &teacher_smile)] {
+            let (aus, weights, stderr) = aus_of(img, model);
+            assert!(weights.starts_with("demo weights (models/au_"), "{model}: {weights}");
+            assert!(stderr.contains("demo weights") && stderr.contains("not on FACS-coded data"), "{model}: {stderr}");
+            let agree = aus.keys().filter(|au| (p(&aus, au) >= 0.5) == (p(teacher, au) >= 0.5)).count();
+            assert!(agree >= 10, "{model} on {}: agrees with the teacher on {agree} of {} AUs\n{aus:?}\n{teacher:?}", img.display(), aus.len());
+            seen.push(aus);
+        }
+        let lift = ["AU10", "AU12"].iter().map(|au| p(&seen[1], au) - p(&seen[0], au)).fold(f64::MIN, f64::max);
+        if model == "fan-trans" {
+            // Known problem, stated in its model card: the demo FAN-Trans
+            // learned little more than the AU base rates (lift ~0.03).
+            continue;
+        }
+        assert!(lift > 0.3, "{model}: AU10/AU12 barely move from the angry face to the smile ({lift:.2})\n{seen:?}");
+    }
+}
+
+#[test]
 fn infer_rejects_bad_weights_and_models_clearly() {
     let image = face_image("single_face.jpg");
     let img = image.to_str().expect("utf8");

@@ -76,7 +76,7 @@ fn step_until(harness: &mut Harness<'_, AuscopeApp>, what: &str, done: impl Fn(&
 }
 
 #[test]
-fn choosing_a_model_shows_au_probabilities_and_says_weights_are_random() {
+fn choosing_a_model_shows_au_probabilities_and_says_the_weights_are_a_demo() {
     use auscope_core::models::{ModelKind, PredictorKind};
     let mut harness = harness_with(face_image("single_face.jpg"));
     wait_for_frame(&mut harness);
@@ -88,7 +88,7 @@ fn choosing_a_model_shows_au_probabilities_and_says_weights_are_random() {
     assert_eq!(probs.len(), 12);
     assert!(probs.iter().all(|p| (0.0..=1.0).contains(p)));
     harness.get_by_label("AUs: PIAP");
-    harness.get_by_label_contains("Random weights");
+    harness.get_by_label_contains("Demo weights");
     harness.get_by_label("AU12");
 
     // Weights of another model: an error, and the PIAP model stays.

@@ -58,9 +58,12 @@ fn class_weights_match_the_papers_formulas() {
             assert!((g - w).abs() <= 1e-4 * w.abs().max(1.0), "{got:?} vs {want:?}");
         }
     }
-    // A rarer AU weighs more.
+    // A rarer AU weighs more; one never seen positive weighs like the most
+    // frequent, not like an AU at rate 1e-3.
     let w = occurrence_weights(&[0.1, 0.5]);
     assert!(w[0] > w[1]);
+    let w = occurrence_weights(&[0.1, 0.5, 0.0]);
+    assert!((w[2] - w[1]).abs() < 1e-6 && w[0] > w[1], "{w:?}");
 }
 
 #[test]

@@ -108,6 +108,7 @@ fn training_lowers_the_loss_and_beats_a_constant_predictor() {
         out: RunFiles { dir: dir.join("run") },
         resume: false,
         device: device.clone(),
+        aux: Default::default(),
     };
     let outcome = trainer.run(&tx, &AtomicBool::new(false));
     let TrainOutcome::Done { weights, .. } = outcome else { panic!("training failed: {outcome:?}") };
@@ -151,6 +152,7 @@ fn checkpoints_resume_and_bad_labels_are_reported() {
             out: RunFiles { dir: dir.join("run") },
             resume,
             device: device.clone(),
+            aux: Default::default(),
         };
         let o = t.run(&tx, &AtomicBool::new(false));
         (o, rx.try_iter().collect::<Vec<_>>())
@@ -166,14 +168,14 @@ fn checkpoints_resume_and_bad_labels_are_reported() {
     assert_eq!(epochs, vec![1, 2]);
     // A cancelled run stops at once and keeps the last checkpoint.
     let (tx, _rx) = sync_channel(1024);
-    let t = Trainer { model: AuModel::new(spec.clone(), &device).expect("model"), params: params(5), train: faces.clone(), test: Vec::new(), out: RunFiles { dir: dir.join("run") }, resume: true, device: device.clone() };
+    let t = Trainer { model: AuModel::new(spec.clone(), &device).expect("model"), params: params(5), train: faces.clone(), test: Vec::new(), out: RunFiles { dir: dir.join("run") }, resume: true, device: device.clone(), aux: Default::default() };
     let o = t.run(&tx, &AtomicBool::new(true));
     assert!(matches!(o, TrainOutcome::Cancelled { weights: Some(_) }), "{o:?}");
     // A run whose loss is NaN from the first step stops with the last good weights.
     let mut bad = params(5);
     bad.lr = f64::NAN;
     let (tx, _rx) = sync_channel(1024);
-    let t = Trainer { model: AuModel::new(spec.clone(), &device).expect("model"), params: bad, train: faces.clone(), test: Vec::new(), out: RunFiles { dir: dir.join("run2") }, resume: false, device: device.clone() };
+    let t = Trainer { model: AuModel::new(spec.clone(), &device).expect("model"), params: bad, train: faces.clone(), test: Vec::new(), out: RunFiles { dir: dir.join("run2") }, resume: false, device: device.clone(), aux: Default::default() };
     let o = t.run(&tx, &AtomicBool::new(false));
     assert!(matches!(o, TrainOutcome::Diverged { step: 1, weights: None, .. } | TrainOutcome::Diverged { epoch: 0, .. }), "{o:?}");
 

@@ -561,6 +561,11 @@ class TransAu(nn.Module):
         self.fc2 = nn.Linear(hidden, n)
 
     def forward(self, x):
+        return self.forward_with_embeddings(x)[:3]
+
+    def forward_with_embeddings(self, x):
+        """logits, attention-branch logits, ROI maps and the per-AU
+        embeddings (what TransAU's centre loss takes)."""
         f = InceptionTrunk.forward(self, x)
         m = self.att_maps(self.att_conv2(self.att_conv1(f)))
         maps = torch.sigmoid(m)
@@ -569,7 +574,7 @@ class TransAu(nn.Module):
         t = emb
         for layer in self.encoder:
             t, _ = layer(t)
-        return [self.fc2(F.relu(self.fc1(t.flatten(1)))), att_logits, maps]
+        return [self.fc2(F.relu(self.fc1(t.flatten(1)))), att_logits, maps, emb]
 
 
 def resnet_trunk(x, m, stages):

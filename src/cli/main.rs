@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use auscope_core::face::{DetectorKind, FacePipeline};
 use auscope_core::models::{AuModel, ModelFiles, ModelKind, PredictorKind, open_model, open_predictor, weights};
-use auscope_core::training::config::{TrainConfig, load_dataset};
+use auscope_core::training::config::{TrainConfig, load_dataset, unlabeled_dataset};
 use auscope_core::training::prepare::prepare;
-use auscope_core::training::trainer::{RunFiles, TrainEvent, TrainJob, TrainOutcome, Trainer, evaluate_prepared};
+use auscope_core::training::trainer::{Auxiliary, RunFiles, TrainEvent, TrainJob, TrainOutcome, Trainer, evaluate_prepared};
 use auscope_core::report::{AuFace, AuFrame, AuReport, FaceJson, FacesReport, FrameFaces};
 use auscope_core::frame::Frame;
 use auscope_core::source::{FrameSource, open_source};
@@ -93,15 +93,17 @@ struct ModelArgs {
     #[arg(long)]
     model: String,
     /// Weights: an auscope .bpk file, or a PyTorch checkpoint of the whole
-    /// model (.safetensors, .pth, .pt). Without it the model runs on random
-    /// weights and says so.
+    /// model (.safetensors, .pth, .pt). With no weights, config or backbone
+    /// weights the model runs on its shipped demo weights and says so.
     #[arg(long)]
     weights: Option<PathBuf>,
     /// A PyTorch checkpoint of the backbone alone (face-alignment FAN,
     /// torchvision Inception3/ResNet/EfficientNet, insightface IResNet).
     #[arg(long)]
     backbone_weights: Option<PathBuf>,
-    /// Model config (JSON); default: the paper's full-size configuration.
+    /// Model config (JSON; a network built from it starts from random weights
+    /// unless --weights is given); default with a PyTorch checkpoint: the
+    /// paper's full-size configuration.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Key table for checkpoints from other code: JSON [["regex","replacement"],...],
@@ -155,11 +157,12 @@ struct PreparedRun {
     train: Vec<auscope_core::training::prepare::Prepared>,
     test: Vec<auscope_core::training::prepare::Prepared>,
     compute: Compute,
+    pipeline: FacePipeline,
 }
 
 fn prepare_run(path: &std::path::Path, device: DeviceChoice) -> anyhow::Result<PreparedRun> {
     let config = TrainConfig::load(path)?;
-    let spec = config.model.spec()?;
+    let spec = config.spec()?;
     let compute = Compute::init(device)?;
     eprintln!("device: {}", compute.status_line());
     let pipeline = FacePipeline::new(DetectorKind::Full, &compute.device).context("loading face models")?;
@@ -188,7 +191,7 @@ fn prepare_run(path: &std::path::Path, device: DeviceChoice) -> anyhow::Result<P
         }
     }
     eprintln!("fold {} of {}: {} training faces, {} held-out faces", config.fold, config.folds, train.len(), test.len());
-    Ok(PreparedRun { config, spec, train, test, compute })
+    Ok(PreparedRun { config, spec, train, test, compute, pipeline })
 }
 
 fn train(path: &std::path::Path, fresh: bool, device: DeviceChoice) -> anyhow::Result<()> {
@@ -198,6 +201,26 @@ fn train(path: &std::path::Path, fresh: bool, device: DeviceChoice) -> anyhow::R
         Some(w) => weights::load(w, Some(p.spec.kind()), &p.compute.device)?,
         None => AuModel::new(p.spec.clone(), &p.compute.device)?,
     };
+    let pi_generator = match &p.config.pi_generator {
+        Some(g) => Some(weights::load(g, Some(ModelKind::Piap), &p.compute.device).context("loading the PI generator")?),
+        None => None,
+    };
+    let unlabeled = if p.config.unlabeled.is_empty() {
+        Vec::new()
+    } else {
+        let data = unlabeled_dataset(&p.config.unlabeled, p.config.unlabeled_every, &p.spec.aus)?;
+        let all: Vec<usize> = (0..data.samples.len()).collect();
+        let (faces, report) = prepare(&data, &all, p.spec.input().size, &p.pipeline, &mut |done, total| {
+            if done % 25 == 0 || done == total {
+                eprint!("\rpreparing unlabelled faces: {done}/{total} frames");
+            }
+        })?;
+        eprintln!();
+        if report.no_face > 0 {
+            eprintln!("warning: {} unlabelled frames without a face were left out", report.no_face);
+        }
+        faces
+    };
     let job = TrainJob::spawn(Trainer {
         model,
         params,
@@ -206,6 +229,7 @@ fn train(path: &std::path::Path, fresh: bool, device: DeviceChoice) -> anyhow::R
         out: RunFiles { dir: p.config.out.clone() },
         resume: !fresh,
         device: p.compute.device.clone(),
+        aux: Auxiliary { pi_generator, unlabeled },
     })?;
     let mut steps = 0;
     let outcome = loop {
@@ -221,10 +245,13 @@ fn train(path: &std::path::Path, fresh: bool, device: DeviceChoice) -> anyhow::R
                 let filled = (step + 1) * 30 / steps.max(1);
                 eprint!("\repoch {:>3} [{:<30}] {}/{} loss {loss:.4}", epoch + 1, "#".repeat(filled), step + 1, steps);
             }
-            TrainEvent::Epoch { epoch, train_loss, eval } => {
+            TrainEvent::Epoch { epoch, train_loss, eval, score } => {
                 eprintln!("\repoch {:>3} done: mean training loss {train_loss:.4}{:40}", epoch + 1, "");
                 if let Some(e) = eval {
                     eprint!("{}", e.table());
+                }
+                if let Some(s) = score {
+                    eprintln!("held-out {}: {:.2}", s.name, s.value);
                 }
             }
             TrainEvent::Checkpoint(path) => eprintln!("checkpoint: {}", path.display()),
@@ -374,6 +401,13 @@ fn infer(
     let compute = Compute::init(device)?;
     eprintln!("device: {}", compute.status_line());
     let model = open_predictor(kind, files, &compute.device)?;
+    if model.is_demo() {
+        eprintln!(
+            "note: no --weights: {} runs on its shipped demo weights (trained on blendshape-teacher pseudo-labels, \
+             not on FACS-coded data; see models/README.md)",
+            kind.title()
+        );
+    }
     if model.is_random() {
         eprintln!(
             "warning: no --weights: {} runs on randomly initialised weights{}; its probabilities mean nothing",

@@ -33,6 +33,18 @@ pub const IBUG68_FROM_MESH: [usize; 68] = [
     78, 82, 13, 312, 308, 317, 14, 87, // inner lip
 ];
 
+/// The point each iBUG point becomes in a horizontally mirrored image (the
+/// subject's right jaw end becomes the left one, and so on).
+pub const IBUG68_FLIP: [usize; 68] = [
+    16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, // jaw
+    26, 25, 24, 23, 22, 21, 20, 19, 18, 17, // brows
+    27, 28, 29, 30, // nose bridge
+    35, 34, 33, 32, 31, // nostrils
+    45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40, // eyes
+    54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55, // outer lip
+    64, 63, 62, 61, 60, 67, 66, 65, // inner lip
+];
+
 /// The 68 iBUG points (x, y) from 478 mesh points.
 pub fn ibug68(mesh: &[[f32; 3]]) -> Vec<[f32; 2]> {
     IBUG68_FROM_MESH
@@ -55,5 +67,19 @@ mod tests {
             v.iter().all(|&i| i < 468),
             "iris points 468..478 are not part of the 300-W markup"
         );
+    }
+
+    #[test]
+    fn flip_pairs_left_with_right() {
+        for k in 0..68 {
+            assert_eq!(IBUG68_FLIP[IBUG68_FLIP[k]], k, "mirroring twice is the identity");
+        }
+        // Eye outer corners, mouth corners, jaw ends; the midline stays.
+        for (a, b) in [(36, 45), (39, 42), (48, 54), (0, 16), (31, 35), (60, 64)] {
+            assert_eq!(IBUG68_FLIP[a], b);
+        }
+        for m in [8, 27, 30, 33, 51, 57, 62, 66] {
+            assert_eq!(IBUG68_FLIP[m], m);
+        }
     }
 }

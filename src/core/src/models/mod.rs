@@ -354,8 +354,33 @@ pub struct ModelFiles<'a> {
     pub key_map: Option<&'a std::path::Path>,
 }
 
-/// Build the model a user asked for from its files.
+/// Prefix of [`AuModel::source`] for the shipped demo weights.
+pub const DEMO_SOURCE: &str = "demo weights";
+
+/// The shipped default weights of an architecture.
+pub fn default_weights(kind: ModelKind) -> &'static crate::embedded::EmbeddedWeights {
+    use crate::embedded::*;
+    match kind {
+        ModelKind::FanTrans => &AU_FAN_TRANS,
+        ModelKind::Transau => &AU_TRANSAU,
+        ModelKind::Piap => &AU_PIAP,
+        ModelKind::LrpArlFf => &AU_LRP_ARL_FF,
+    }
+}
+
+/// The shipped demo weights of an architecture (tiny configuration, trained
+/// on blendshape-teacher pseudo-labels; see its model card).
+pub fn open_default(kind: ModelKind, device: &Device) -> Result<AuModel, CoreError> {
+    let w = default_weights(kind);
+    weights::load_static(w.bpk, &format!("{DEMO_SOURCE} ({}, embedded)", w.folder), Some(kind), device)
+}
+
+/// Build the model a user asked for from its files; with no files at all,
+/// the shipped demo weights.
 pub fn open_model(kind: ModelKind, files: ModelFiles, device: &Device) -> Result<AuModel, CoreError> {
+    if files.weights.is_none() && files.config.is_none() && files.backbone_weights.is_none() {
+        return open_default(kind, device);
+    }
     let key_map = match files.key_map {
         Some(p) => weights::read_key_map(p)?,
         None => Vec::new(),

@@ -7,9 +7,7 @@ use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::sigmoid;
-use burn::tensor::module::interpolate;
-use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::backbones::efficientnet::{EfficientNet, EfficientNetConfig};
@@ -143,11 +141,37 @@ pub struct DwUnet {
     pub outc: Conv2d,
 }
 
-fn resize(x: Tensor<4>, size: [usize; 2]) -> Tensor<4> {
-    interpolate(
-        x,
-        InterpolateOptions::new(InterpolateMode::Bilinear).with_align_corners(true).with_output_size(size),
-    )
+/// Bilinear resize with aligned corners (torch's `F.interpolate(...,
+/// align_corners=True)`), written as two matrix products: burn's wgpu
+/// backend has no backward for bilinear `interpolate`, and PIAP trains
+/// through these resizes.
+pub fn resize(x: Tensor<4>, size: [usize; 2]) -> Tensor<4> {
+    let [b, c, h, w] = x.dims();
+    if [h, w] == size {
+        return x;
+    }
+    let device = x.device();
+    let rows = Tensor::<2>::from_data(TensorData::new(interpolation_matrix(h, size[0]), [size[0], h]), &device);
+    let cols = Tensor::<2>::from_data(TensorData::new(interpolation_matrix(w, size[1]), [size[1], w]), &device).transpose();
+    let x = x.reshape([b * c, h, w]);
+    let y = rows.unsqueeze::<3>().expand([b * c, size[0], h]).matmul(x);
+    let y = y.matmul(cols.unsqueeze::<3>().expand([b * c, w, size[1]]));
+    y.reshape([b, c, size[0], size[1]])
+}
+
+/// Row-major [n_out, n_in]: each output sample as a blend of its two
+/// neighbouring inputs, with the end samples of both grids aligned.
+fn interpolation_matrix(n_in: usize, n_out: usize) -> Vec<f32> {
+    let mut m = vec![0.0f32; n_out * n_in];
+    for i in 0..n_out {
+        let src = if n_out > 1 { i as f32 * (n_in - 1) as f32 / (n_out - 1) as f32 } else { 0.0 };
+        let i0 = (src.floor() as usize).min(n_in - 1);
+        let i1 = (i0 + 1).min(n_in - 1);
+        let f = src - i0 as f32;
+        m[i * n_in + i0] += 1.0 - f;
+        m[i * n_in + i1] += f;
+    }
+    m
 }
 
 impl DwUnet {
@@ -272,5 +296,26 @@ impl Piap {
         let [_, _, h, w] = x.dims();
         let s = self.encoder_size;
         imagenet_normalize(if (h, w) == (s, s) { x } else { resize(x, [s, s]) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+    use burn::tensor::module::interpolate;
+    use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+
+    #[test]
+    fn matrix_resize_is_bilinear_with_aligned_corners() {
+        let device = Device::flex();
+        let x = Tensor::<4>::random([2, 3, 7, 5], Distribution::Uniform(-1.0, 1.0), &device);
+        for size in [[14, 10], [4, 9], [7, 5], [1, 3]] {
+            let ours = resize(x.clone(), size).into_data().try_to_vec::<f32>().expect("f32");
+            let opts = InterpolateOptions::new(InterpolateMode::Bilinear).with_align_corners(true).with_output_size(size);
+            let burn = interpolate(x.clone(), opts).into_data().try_to_vec::<f32>().expect("f32");
+            let max = ours.iter().zip(&burn).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(max < 1e-5, "{size:?}: max difference {max}");
+        }
     }
 }

@@ -85,6 +85,11 @@ impl Predictor {
         matches!(self, Predictor::Net(m) if m.source == "random init")
     }
 
+    /// True for the shipped demo weights (trained on teacher pseudo-labels).
+    pub fn is_demo(&self) -> bool {
+        matches!(self, Predictor::Net(m) if m.source.starts_with(super::DEMO_SOURCE))
+    }
+
     pub fn num_params(&self) -> usize {
         match self {
             Predictor::Net(m) => m.num_params(),

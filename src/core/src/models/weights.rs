@@ -87,6 +87,44 @@ pub fn load(path: &Path, expect: Option<ModelKind>, device: &Device) -> Result<A
     Ok(model)
 }
 
+/// Load burnpack bytes held in the binary (the shipped default weights);
+/// `label` names them in errors and becomes the model's source.
+pub fn load_static(bytes: &'static [u8], label: &str, expect: Option<ModelKind>, device: &Device) -> Result<AuModel, CoreError> {
+    let path = Path::new(label);
+    let reader = burn::store::burn_pack::Reader::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes.to_vec()))
+        .map_err(|e| weights_err(path, format!("not an auscope weights file (burnpack): {e}")))?;
+    let json = reader.metadata().get(SPEC_KEY).ok_or_else(|| weights_err(path, "a burnpack file without an auscope model spec"))?;
+    let spec = ModelSpec::from_json(json).map_err(|e| weights_err(path, e))?;
+    if let Some(k) = expect
+        && spec.kind() != k
+    {
+        return Err(weights_err(path, format!("these are {} weights, not {} weights", spec.kind().title(), k.title())));
+    }
+    let mut model = AuModel::new(spec, device)?;
+    // A copy, not `from_static`: include_bytes! data is only byte-aligned,
+    // and zero-copy f32 views of it panic.
+    let mut store = BurnpackStore::from_bytes(Some(burn::tensor::Bytes::from_bytes_vec(bytes.to_vec()))).allow_partial(true).validate(false);
+    let result = apply(&mut model.net, &mut store).map_err(|e| weights_err(path, format!("unreadable: {e}")))?;
+    check_scoped(path, &result, &[], &[])?;
+    model.source = label.to_string();
+    Ok(model)
+}
+
+/// A copy of a model with fresh parameter identities (a second network of
+/// the same weights, e.g. PIAP-DF's student next to its teacher).
+pub fn duplicate(model: &AuModel, device: &Device) -> Result<AuModel, CoreError> {
+    let path = Path::new("(in memory)");
+    let mut out = BurnpackStore::from_bytes(None).metadata(SPEC_KEY, serde_json::to_string(&model.spec).unwrap_or_default());
+    save_net(&model.net, &mut out).map_err(|e| weights_err(path, e))?;
+    let bytes = out.get_bytes().map_err(|e| weights_err(path, e))?;
+    let mut copy = AuModel::new(model.spec.clone(), device)?;
+    let mut store = BurnpackStore::from_bytes(Some(bytes)).allow_partial(true).validate(false);
+    let result = apply(&mut copy.net, &mut store).map_err(|e| weights_err(path, e))?;
+    check_scoped(path, &result, &[], &[])?;
+    copy.source = model.source.clone();
+    Ok(copy)
+}
+
 fn apply<S: burn::store::ModuleStore>(net: &mut Net, store: &mut S) -> Result<ApplyResult, S::Error> {
     match net {
         Net::FanTrans(m) => m.load_from(store),

@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::data::{Dataset, Sample};
-use super::trainer::TrainParams;
+use super::trainer::{Stage, TrainParams};
 use crate::error::CoreError;
 use crate::face::FacePipeline;
 use crate::models::teacher::BlendshapeTeacher;
-use crate::models::{ModelKind, ModelSpec};
+use crate::models::piap::PiapStage;
+use crate::models::{ArchConfig, ModelKind, ModelSpec};
 use crate::source::open_source;
 
 /// A model by preset name, or a full spec.
@@ -79,6 +80,20 @@ pub struct TrainConfig {
     /// Start from these weights (.bpk) instead of random initialisation.
     #[serde(default)]
     pub init_weights: Option<PathBuf>,
+    /// What to train: `au` (default), `fan-distill`, `pi-generator`,
+    /// `pi-joint` or `discrete-feedback` (docs/training.md).
+    #[serde(default)]
+    pub stage: Stage,
+    /// PIAP stage 3 and DF: the stage-2 weights (.bpk) whose generator maps
+    /// are the PI targets; without it, the predefined landmark regions.
+    #[serde(default)]
+    pub pi_generator: Option<PathBuf>,
+    /// PIAP-DF: media whose frames (every `unlabeled_every`-th) are extra
+    /// unlabelled faces.
+    #[serde(default)]
+    pub unlabeled: Vec<PathBuf>,
+    #[serde(default = "one")]
+    pub unlabeled_every: usize,
     pub out: PathBuf,
 }
 
@@ -107,14 +122,25 @@ impl TrainConfig {
             DataSpec::Teacher { media, .. } => media.iter_mut().for_each(fix),
         }
         fix(&mut c.out);
-        if let Some(w) = c.init_weights.as_mut() {
-            fix(w);
-        }
+        c.init_weights.iter_mut().chain(c.pi_generator.iter_mut()).chain(c.unlabeled.iter_mut()).for_each(fix);
         Ok(c)
     }
 
+    /// The model to train. PIAP stages 1-2 train the stage-2 structure, so
+    /// a PIAP preset becomes stage 2 for them.
+    pub fn spec(&self) -> Result<ModelSpec, CoreError> {
+        let mut spec = self.model.spec()?;
+        if let (true, ModelChoice::Preset { .. }, ArchConfig::Piap(c)) = (self.stage.wants_piap_stage2(), &self.model, &mut spec.arch) {
+            c.stage = PiapStage::Stage2;
+        }
+        self.stage.check(&spec)?;
+        Ok(spec)
+    }
+
     pub fn params(&self, spec: &ModelSpec) -> TrainParams {
-        self.params.clone().unwrap_or_else(|| TrainParams::paper(spec))
+        let mut p = self.params.clone().unwrap_or_else(|| TrainParams::paper(spec));
+        p.stage = self.stage;
+        p
     }
 }
 
@@ -151,6 +177,20 @@ pub fn pseudo_label(media: &[PathBuf], every: usize, aus: &[String], pipeline: &
             let probs = teacher.predict_faces(std::slice::from_ref(face))?;
             let labels = probs[0].iter().map(|&p| if p >= 0.5 { 1.0 } else { 0.0 }).collect();
             out.samples.push(Sample { media: m.clone(), frame, subject: subject.clone(), labels });
+        }
+    }
+    Ok(out)
+}
+
+/// Every `every`-th frame of each media file as an unlabelled sample (labels
+/// all zero, never read); each file is one subject.
+pub fn unlabeled_dataset(media: &[PathBuf], every: usize, aus: &[String]) -> Result<Dataset, CoreError> {
+    let mut out = Dataset { aus: aus.to_vec(), samples: Vec::new(), skipped: 0 };
+    for m in media {
+        let count = open_source(m)?.info().frame_count;
+        let subject = m.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        for frame in (0..count).step_by(every.max(1)) {
+            out.samples.push(Sample { media: m.clone(), frame, subject: subject.clone(), labels: vec![0.0; aus.len()] });
         }
     }
     Ok(out)

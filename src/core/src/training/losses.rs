@@ -8,10 +8,16 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 /// FAN-Trans eq. 9 class weights "based on AU occurrence" (its ref. [17],
 /// JAA-Net): w_i = N (1/r_i) / sum_j (1/r_j), r_i the positive rate of AU i
-/// in the training set. Rates are clamped to [1e-3, 1] so an AU never seen
-/// positive gets a large but finite weight.
+/// in the training set, clamped to [1e-3, 1].
+///
+/// Choice: an AU with no positive in the training set (its weight would be
+/// 1/0) gets the weight of the most frequent AU. With the 1e-3 clamp alone,
+/// such AUs take almost all of the weight and the AUs that do occur are
+/// barely learned (seen with teacher pseudo-labels, where some AUs never fire).
 pub fn occurrence_weights(pos_rate: &[f32]) -> Vec<f32> {
-    let inv: Vec<f32> = pos_rate.iter().map(|r| 1.0 / r.clamp(1e-3, 1.0)).collect();
+    let present = pos_rate.iter().copied().filter(|&r| r > 0.0).fold(0.0f32, f32::max);
+    let fallback = if present > 0.0 { present } else { 1.0 };
+    let inv: Vec<f32> = pos_rate.iter().map(|&r| 1.0 / if r > 0.0 { r } else { fallback }.clamp(1e-3, 1.0)).collect();
     let sum: f32 = inv.iter().sum();
     let n = pos_rate.len() as f32;
     inv.iter().map(|v| n * v / sum).collect()

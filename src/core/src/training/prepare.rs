@@ -10,6 +10,7 @@ use super::data::{Dataset, Transform};
 use crate::error::CoreError;
 use crate::face::FacePipeline;
 use crate::face::crop::model_roi;
+use crate::face::ibug68::IBUG68_FLIP;
 use crate::frame::{Roi, to_rgb_image, warp};
 use crate::source::open_source;
 
@@ -50,9 +51,14 @@ impl Prepared {
                     }
                 }
             }
-            // Left and right swap too; the AU region groups are symmetric,
-            // so the mirrored points keep their indices.
-            lm.iter_mut().for_each(|p| p[0] = 1.0 - p[0]);
+            // Mirror the points and swap left for right, so index k stays the
+            // same anatomical point (the FAN's heat-map targets need this).
+            let mirrored: Vec<[f32; 2]> = lm.iter().map(|p| [1.0 - p[0], p[1]]).collect();
+            if mirrored.len() == IBUG68_FLIP.len() {
+                lm = IBUG68_FLIP.iter().map(|&k| mirrored[k]).collect();
+            } else {
+                lm = mirrored;
+            }
         }
         (buf, lm)
     }
