@@ -160,6 +160,16 @@ struct PreparedRun {
     pipeline: FacePipeline,
 }
 
+/// A progress line on stderr for face preparation, every 25 frames.
+fn progress(what: &str) -> impl FnMut(usize, usize) {
+    let what = what.to_string();
+    move |done, total| {
+        if done % 25 == 0 || done == total {
+            eprint!("\r{what}: {done}/{total} frames");
+        }
+    }
+}
+
 fn prepare_run(path: &std::path::Path, device: DeviceChoice) -> anyhow::Result<PreparedRun> {
     let config = TrainConfig::load(path)?;
     let spec = config.spec()?;
@@ -170,17 +180,9 @@ fn prepare_run(path: &std::path::Path, device: DeviceChoice) -> anyhow::Result<P
     eprintln!("data: {} labelled frames of {} subjects ({} rows skipped: missing or not-coded labels, or no face)", data.samples.len(), data.subjects().len(), data.skipped);
     let (train_idx, test_idx) = data.subject_folds(config.folds, config.fold)?;
     let size = spec.input().size;
-    let show = |what: &str| {
-        let what = what.to_string();
-        move |done: usize, total: usize| {
-            if done % 25 == 0 || done == total {
-                eprint!("\r{what}: {done}/{total} frames");
-            }
-        }
-    };
-    let (train, r1) = prepare(&data, &train_idx, size, &pipeline, &mut show("preparing training faces"))?;
+    let (train, r1) = prepare(&data, &train_idx, size, &pipeline, &mut progress("preparing training faces"))?;
     eprintln!();
-    let (test, r2) = prepare(&data, &test_idx, size, &pipeline, &mut show("preparing held-out faces"))?;
+    let (test, r2) = prepare(&data, &test_idx, size, &pipeline, &mut progress("preparing held-out faces"))?;
     eprintln!();
     for r in [&r1, &r2] {
         if r.no_face > 0 {
@@ -210,11 +212,7 @@ fn train(path: &std::path::Path, fresh: bool, device: DeviceChoice) -> anyhow::R
     } else {
         let data = unlabeled_dataset(&p.config.unlabeled, p.config.unlabeled_every, &p.spec.aus)?;
         let all: Vec<usize> = (0..data.samples.len()).collect();
-        let (faces, report) = prepare(&data, &all, p.spec.input().size, &p.pipeline, &mut |done, total| {
-            if done % 25 == 0 || done == total {
-                eprint!("\rpreparing unlabelled faces: {done}/{total} frames");
-            }
-        })?;
+        let (faces, report) = prepare(&data, &all, p.spec.input().size, &p.pipeline, &mut progress("preparing unlabelled faces"))?;
         eprintln!();
         if report.no_face > 0 {
             eprintln!("warning: {} unlabelled frames without a face were left out", report.no_face);

@@ -250,6 +250,18 @@ pub enum Net {
     LrpArlFf(LrpArlFf),
 }
 
+impl Net {
+    /// The deployed forward pass of whichever architecture this is.
+    pub fn forward(&self, x: Tensor<4>, trace: &mut Trace) -> AuOutput {
+        match self {
+            Net::FanTrans(m) => m.forward(x, trace),
+            Net::Transau(m) => m.forward(x, trace),
+            Net::Piap(m) => m.forward(x, trace),
+            Net::LrpArlFf(m) => m.forward(x, trace),
+        }
+    }
+}
+
 /// A built model: spec + network, on one device.
 #[derive(Debug)]
 pub struct AuModel {
@@ -291,12 +303,7 @@ impl AuModel {
     }
 
     pub fn forward(&self, x: Tensor<4>, trace: &mut Trace) -> AuOutput {
-        match &self.net {
-            Net::FanTrans(m) => m.forward(x, trace),
-            Net::Transau(m) => m.forward(x, trace),
-            Net::Piap(m) => m.forward(x, trace),
-            Net::LrpArlFf(m) => m.forward(x, trace),
-        }
+        self.net.forward(x, trace)
     }
 
     /// Crops -> per-face AU probabilities (one row per crop).

@@ -61,6 +61,10 @@ pub fn read_spec(path: &Path) -> Result<ModelSpec, CoreError> {
     }
     let reader = burn::store::burn_pack::Reader::from_file(path)
         .map_err(|e| weights_err(path, format!("not an auscope weights file (burnpack), or truncated: {e}")))?;
+    spec_in(&reader, path)
+}
+
+fn spec_in(reader: &burn::store::burn_pack::Reader, path: &Path) -> Result<ModelSpec, CoreError> {
     let json = reader
         .metadata()
         .get(SPEC_KEY)
@@ -68,46 +72,47 @@ pub fn read_spec(path: &Path) -> Result<ModelSpec, CoreError> {
     ModelSpec::from_json(json).map_err(|e| weights_err(path, e))
 }
 
+/// `expect` rejects weights of another model.
+fn check_kind(spec: &ModelSpec, expect: Option<ModelKind>, path: &Path) -> Result<(), CoreError> {
+    match expect {
+        Some(k) if spec.kind() != k => Err(weights_err(
+            path,
+            format!("these are {} weights, not {} weights", spec.kind().title(), k.title()),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Build `spec` and fill it from a burnpack store; every missing, extra or
+/// misshaped tensor is an error naming `path`.
+fn load_store(spec: ModelSpec, store: BurnpackStore, path: &Path, source: String, device: &Device) -> Result<AuModel, CoreError> {
+    let mut model = AuModel::new(spec, device)?;
+    let mut store = store.allow_partial(true).validate(false);
+    let result = apply(&mut model.net, &mut store).map_err(|e| weights_err(path, format!("unreadable: {e}")))?;
+    check_scoped(path, &result, &[], &[])?;
+    model.source = source;
+    Ok(model)
+}
+
 /// Load a burnpack weights file; `expect` rejects a file of another model.
 pub fn load(path: &Path, expect: Option<ModelKind>, device: &Device) -> Result<AuModel, CoreError> {
     let spec = read_spec(path)?;
-    if let Some(k) = expect
-        && spec.kind() != k
-    {
-        return Err(weights_err(
-            path,
-            format!("these are {} weights, not {} weights", spec.kind().title(), k.title()),
-        ));
-    }
-    let mut model = AuModel::new(spec, device)?;
-    let mut store = BurnpackStore::from_file(path).auto_extension(false).allow_partial(true).validate(false);
-    let result = apply(&mut model.net, &mut store).map_err(|e| weights_err(path, format!("unreadable: {e}")))?;
-    check_scoped(path, &result, &[], &[])?;
-    model.source = path.display().to_string();
-    Ok(model)
+    check_kind(&spec, expect, path)?;
+    load_store(spec, BurnpackStore::from_file(path).auto_extension(false), path, path.display().to_string(), device)
 }
 
 /// Load burnpack bytes held in the binary (the shipped default weights);
 /// `label` names them in errors and becomes the model's source.
 pub fn load_static(bytes: &'static [u8], label: &str, expect: Option<ModelKind>, device: &Device) -> Result<AuModel, CoreError> {
     let path = Path::new(label);
-    let reader = burn::store::burn_pack::Reader::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes.to_vec()))
-        .map_err(|e| weights_err(path, format!("not an auscope weights file (burnpack): {e}")))?;
-    let json = reader.metadata().get(SPEC_KEY).ok_or_else(|| weights_err(path, "a burnpack file without an auscope model spec"))?;
-    let spec = ModelSpec::from_json(json).map_err(|e| weights_err(path, e))?;
-    if let Some(k) = expect
-        && spec.kind() != k
-    {
-        return Err(weights_err(path, format!("these are {} weights, not {} weights", spec.kind().title(), k.title())));
-    }
-    let mut model = AuModel::new(spec, device)?;
     // A copy, not `from_static`: include_bytes! data is only byte-aligned,
     // and zero-copy f32 views of it panic.
-    let mut store = BurnpackStore::from_bytes(Some(burn::tensor::Bytes::from_bytes_vec(bytes.to_vec()))).allow_partial(true).validate(false);
-    let result = apply(&mut model.net, &mut store).map_err(|e| weights_err(path, format!("unreadable: {e}")))?;
-    check_scoped(path, &result, &[], &[])?;
-    model.source = label.to_string();
-    Ok(model)
+    let owned = || burn::tensor::Bytes::from_bytes_vec(bytes.to_vec());
+    let reader = burn::store::burn_pack::Reader::from_bytes(owned())
+        .map_err(|e| weights_err(path, format!("not an auscope weights file (burnpack): {e}")))?;
+    let spec = spec_in(&reader, path)?;
+    check_kind(&spec, expect, path)?;
+    load_store(spec, BurnpackStore::from_bytes(Some(owned())), path, label.to_string(), device)
 }
 
 /// A copy of a model with fresh parameter identities (a second network of
@@ -117,12 +122,7 @@ pub fn duplicate(model: &AuModel, device: &Device) -> Result<AuModel, CoreError>
     let mut out = BurnpackStore::from_bytes(None).metadata(SPEC_KEY, serde_json::to_string(&model.spec).unwrap_or_default());
     save_net(&model.net, &mut out).map_err(|e| weights_err(path, e))?;
     let bytes = out.get_bytes().map_err(|e| weights_err(path, e))?;
-    let mut copy = AuModel::new(model.spec.clone(), device)?;
-    let mut store = BurnpackStore::from_bytes(Some(bytes)).allow_partial(true).validate(false);
-    let result = apply(&mut copy.net, &mut store).map_err(|e| weights_err(path, e))?;
-    check_scoped(path, &result, &[], &[])?;
-    copy.source = model.source.clone();
-    Ok(copy)
+    load_store(model.spec.clone(), BurnpackStore::from_bytes(Some(bytes)), path, model.source.clone(), device)
 }
 
 fn apply<S: burn::store::ModuleStore>(net: &mut Net, store: &mut S) -> Result<ApplyResult, S::Error> {

@@ -149,13 +149,18 @@ pub fn load_dataset(data: &DataSpec, aus: &[String], pipeline: &FacePipeline) ->
     match data {
         DataSpec::Csv { path, positive_at } => Dataset::from_csv(path, aus, *positive_at),
         DataSpec::Openface { csv, media, subject, positive_at } => {
-            let subject = subject.clone().unwrap_or_else(|| media.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
+            let subject = subject.clone().unwrap_or_else(|| media_subject(media));
             Dataset::from_openface(csv, media, &subject, aus, *positive_at)
         }
         DataSpec::Bp4d { root } => Dataset::from_bp4d(root, aus),
         DataSpec::Disfa { root } => Dataset::from_disfa(root, aus),
         DataSpec::Teacher { media, every } => pseudo_label(media, *every, aus, pipeline),
     }
+}
+
+/// The subject of a media file without one: its file name, less the extension.
+fn media_subject(media: &Path) -> String {
+    media.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 /// Teacher pseudo-labels (probability >= 0.5 -> 1) for the largest face of
@@ -165,7 +170,7 @@ pub fn pseudo_label(media: &[PathBuf], every: usize, aus: &[String], pipeline: &
     let mut out = Dataset { aus: aus.to_vec(), samples: Vec::new(), skipped: 0 };
     for m in media {
         let mut source = open_source(m)?;
-        let subject = m.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let subject = media_subject(m);
         let count = source.info().frame_count;
         for frame in (0..count).step_by(every.max(1)) {
             let f = source.frame(frame)?;
@@ -188,7 +193,7 @@ pub fn unlabeled_dataset(media: &[PathBuf], every: usize, aus: &[String]) -> Res
     let mut out = Dataset { aus: aus.to_vec(), samples: Vec::new(), skipped: 0 };
     for m in media {
         let count = open_source(m)?.info().frame_count;
-        let subject = m.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let subject = media_subject(m);
         for frame in (0..count).step_by(every.max(1)) {
             out.samples.push(Sample { media: m.clone(), frame, subject: subject.clone(), labels: vec![0.0; aus.len()] });
         }

@@ -285,6 +285,12 @@ fn heatmap_targets(landmarks: &[Vec<[f32; 2]>], k: usize, side: usize) -> Vec<f3
     out
 }
 
+/// The predefined PI maps (landmark regions, binary) of a batch, [B, N, side, side].
+fn predefined_pi_maps(aus: &[String], landmarks: &[Vec<[f32; 2]>], side: usize, device: &Device) -> Tensor<4> {
+    let maps: Vec<f32> = landmarks.iter().flat_map(|lm| region_maps(aus, lm, side, 0.0, None)).collect();
+    Tensor::<4>::from_data(TensorData::new(maps, [landmarks.len(), aus.len(), side, side]), device)
+}
+
 /// The procedure's loss for one batch. `centers` is TransAU's per-AU centre
 /// matrix [N, D], updated in place after the step.
 fn batch_loss(
@@ -350,10 +356,8 @@ fn batch_loss(
             if params.stage == Stage::PiGenerator {
                 // Stage 1 (eq. 1): the generator alone against the predefined maps.
                 let logits = m.generator.as_ref().expect("checked").forward(x);
-                let [b, _, side, _] = logits.dims();
-                let target: Vec<f32> = landmarks.iter().flat_map(|lm| region_maps(&spec.aus, lm, side, 0.0, None)).collect();
-                let target = Tensor::<4>::from_data(TensorData::new(target, [b, n, side, side]), &device);
-                (losses::map_bce(logits, target), None)
+                let side = logits.dims()[2];
+                (losses::map_bce(logits, predefined_pi_maps(&spec.aus, landmarks, side, &device)), None)
             } else {
                 // Stage 2 (eq. 2): L_AU through generator and encoder both.
                 let o = m.forward_all(x, &mut trace);
@@ -367,15 +371,8 @@ fn batch_loss(
                 _ => None,
             };
             let o = m.forward_all(x, &mut trace);
-            let [b, n, h, w] = o.pi_logits.dims();
-            let target = match generated {
-                Some(t) => t,
-                None => {
-                    let side = h.max(w);
-                    let t: Vec<f32> = landmarks.iter().flat_map(|lm| region_maps(&spec.aus, lm, side, 0.0, None)).collect();
-                    Tensor::<4>::from_data(TensorData::new(t, [b, n, side, side]), &device)
-                }
-            };
+            let [_, n, h, w] = o.pi_logits.dims();
+            let target = generated.unwrap_or_else(|| predefined_pi_maps(&spec.aus, landmarks, h.max(w), &device));
             let [wa, wp, wg] = params.piap_weights;
             let l_au = losses::weighted_bce(o.logits, y, &vec![1.0; n]);
             let l_pi = losses::map_bce(o.pi_logits, target);
@@ -438,16 +435,21 @@ fn grad_dot(module: &Net, a: &GradientsParams, b: &GradientsParams) -> f32 {
 /// Hard pseudo-labels G_p from the teacher's current prediction. Choice:
 /// thresholded at 0.5 (MPL samples them; PIAP-DF does not say).
 fn pseudo_labels(teacher: &Net, x: Tensor<4>) -> Tensor<2> {
-    sigmoid(logits_of(teacher, x).detach()).greater_equal_elem(0.5).float()
+    teacher.forward(x, &mut Trace::none()).probs.detach().greater_equal_elem(0.5).float()
 }
 
-fn logits_of(net: &Net, x: Tensor<4>) -> Tensor<2> {
-    match net {
-        Net::FanTrans(m) => m.forward_all(x, &mut Trace::none()).ensemble,
-        Net::Transau(m) => m.forward_all(x, &mut Trace::none()).logits,
-        Net::Piap(m) => m.forward_all(x, &mut Trace::none()).logits,
-        Net::LrpArlFf(m) => m.forward_all(x, &mut Trace::none()).logits,
-    }
+/// Unaugmented batches of `items` (model inputs and crop-space landmarks),
+/// for evaluation.
+fn plain_batches<'a>(
+    spec: &'a ModelSpec,
+    items: &'a [Prepared],
+    bs: usize,
+    device: &'a Device,
+) -> impl Iterator<Item = Result<(Tensor<4>, Vec<Vec<[f32; 2]>>), CoreError>> + 'a {
+    items.chunks(bs.max(1)).map(move |chunk| {
+        let refs: Vec<&Prepared> = chunk.iter().collect();
+        batch(spec, &refs, &vec![Transform::IDENTITY; refs.len()], device).map(|(x, _, lms)| (x, lms))
+    })
 }
 
 /// FAN distillation's held-out measure: mean distance of each heat-map's
@@ -455,9 +457,8 @@ fn logits_of(net: &Net, x: Tensor<4>) -> Tensor<2> {
 fn landmark_error(net: &Net, spec: &ModelSpec, items: &[Prepared], bs: usize, device: &Device) -> Result<Option<StageScore>, CoreError> {
     let Net::FanTrans(m) = net else { return Ok(None) };
     let (mut total, mut count) = (0.0f64, 0usize);
-    for chunk in items.chunks(bs.max(1)) {
-        let refs: Vec<&Prepared> = chunk.iter().collect();
-        let (x, _, lms) = batch(spec, &refs, &vec![Transform::IDENTITY; refs.len()], device)?;
+    for b in plain_batches(spec, items, bs, device) {
+        let (x, lms) = b?;
         let hm = m.fan.forward(x, &mut Trace::none()).heatmaps.pop().expect("FAN has at least one stack");
         let [b, k, side, _] = hm.dims();
         let arg = hm.reshape([b, k, side * side]).argmax(2).into_data().convert::<i64>().try_to_vec::<i64>().map_err(|e| CoreError::Training(format!("{e:?}")))?;
@@ -479,12 +480,11 @@ fn pi_map_iou(net: &Net, spec: &ModelSpec, items: &[Prepared], bs: usize, device
     let Net::Piap(m) = net else { return Ok(None) };
     let Some(g) = &m.generator else { return Ok(None) };
     let (mut total, mut count) = (0.0f64, 0usize);
-    for chunk in items.chunks(bs.max(1)) {
-        let refs: Vec<&Prepared> = chunk.iter().collect();
-        let (x, _, lms) = batch(spec, &refs, &vec![Transform::IDENTITY; refs.len()], device)?;
+    for b in plain_batches(spec, items, bs, device) {
+        let (x, lms) = b?;
         let pred = sigmoid(g.forward(x)).into_data().try_to_vec::<f32>().map_err(|e| CoreError::Training(format!("{e:?}")))?;
         let n = spec.aus.len();
-        let side = ((pred.len() / refs.len() / n) as f64).sqrt() as usize;
+        let side = ((pred.len() / lms.len() / n) as f64).sqrt() as usize;
         for (i, lm) in lms.iter().enumerate() {
             let target = region_maps(&spec.aus, lm, side, 0.0, None);
             for a in 0..n {
@@ -508,9 +508,8 @@ fn pi_map_iou(net: &Net, spec: &ModelSpec, items: &[Prepared], bs: usize, device
 /// Probabilities of the model on prepared faces (no augmentation).
 pub fn predict_prepared(model: &AuModel, items: &[Prepared], batch_size: usize, device: &Device) -> Result<Vec<Vec<f32>>, CoreError> {
     let mut out = Vec::with_capacity(items.len());
-    for chunk in items.chunks(batch_size.max(1)) {
-        let refs: Vec<&Prepared> = chunk.iter().collect();
-        let (x, _, _) = batch(&model.spec, &refs, &vec![Transform::IDENTITY; refs.len()], device)?;
+    for b in plain_batches(&model.spec, items, batch_size, device) {
+        let (x, _) = b?;
         let probs = model.forward(x, &mut Trace::none()).probs.into_data().try_to_vec::<f32>().map_err(|e| CoreError::Training(format!("{e:?}")))?;
         out.extend(probs.chunks(model.spec.aus.len()).map(|c| c.to_vec()));
     }
