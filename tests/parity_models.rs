@@ -67,7 +67,11 @@ mod tempdir {
     pub struct Dir(PathBuf);
     impl Dir {
         pub fn new(tag: &str) -> Self {
-            let p = std::env::temp_dir().join(format!("auscope-parity-{tag}-{}", std::process::id()));
+            // Unique per call: tests run in parallel and several use the same
+            // case; a shared folder was removed under another test's feet.
+            static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let p = std::env::temp_dir().join(format!("auscope-parity-{tag}-{}-{n}", std::process::id()));
             std::fs::create_dir_all(&p).expect("temp dir");
             Dir(p)
         }
@@ -358,6 +362,51 @@ fn a_whole_pytorch_piap_checkpoint_imports_and_matches() {
     let out = model.forward(c.input4(), &mut Trace::none());
     c.check("logits", out.logits);
     c.check("pi_maps", out.maps.pi_maps.expect("PI maps"));
+}
+
+/// Max |a - b| over two equally long slices.
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+#[test]
+fn score_cam_matches_pytorch_grad_cam() {
+    // tools/scorecam_reference.py ran pytorch-grad-cam's ScoreCAM on the
+    // PyTorch FAN-Trans of the "fan_trans_tiny" case (same generated weights
+    // and input), at the FAN's conv4, one target per AU. Our maps stay at
+    // the layer's 16x16; pytorch-grad-cam resizes them to the input
+    // (cv2.resize, half-pixel bilinear) and min-max normalises again, which
+    // we repeat here. They must agree to 1e-3 on the [0, 1] scale.
+    use auscope_core::explain::render::upsample;
+    use auscope_core::explain::score_cam::model_score_cam;
+    use auscope_core::models::{ModelKind, ModelSpec};
+    let (c, model) = whole("fan_trans_tiny", ModelSpec::tiny(ModelKind::FanTrans));
+    let raw = std::fs::read(fixtures().join("score_cam_fan_trans_tiny.safetensors")).expect("Score-CAM fixture");
+    let st = SafeTensors::deserialize(&raw).expect("safetensors");
+    let f32s = |name: &str| -> (Vec<usize>, Vec<f32>) {
+        let v = st.tensor(name).expect(name);
+        (v.shape().to_vec(), v.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+    };
+    let (shape, want) = f32s("cams");
+    assert_eq!(shape, [12, 64, 64]);
+    let (_, input) = f32s("input");
+    assert_eq!(input[..], c.input[..3 * 64 * 64], "the fixture explains item 0 of the case input");
+    let x = c.input4().narrow(0, 0, 1);
+    // Batches of 5 over the 32 channels: the last batch is partial.
+    let maps = model_score_cam(&model, x, "fan.conv4", 5).expect("score-cam");
+    assert_eq!((maps.width, maps.height, maps.labels.len()), (16, 16, 12));
+    let mut worst = 0.0f32;
+    for au in 0..12 {
+        let mut ours = upsample(maps.map(au), 16, 16, 64, 64);
+        let (lo, hi) = ours.iter().fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
+        ours.iter_mut().for_each(|v| *v = (*v - lo) / (1e-7 + hi - lo));
+        let theirs = &want[au * 4096..(au + 1) * 4096];
+        let d = max_abs_diff(&ours, theirs);
+        worst = worst.max(d);
+        assert!(d <= 1e-3, "AU {}: max |ours - pytorch-grad-cam| = {d}", maps.labels[au]);
+    }
+    eprintln!("Score-CAM parity: worst max abs difference {worst:.2e}");
 }
 
 #[test]

@@ -15,6 +15,8 @@ use auscope_core::source::{FrameSource, open_source};
 use auscope_core::{Compute, CoreError, DeviceChoice};
 use clap::{Parser, Subcommand};
 
+mod explain;
+
 #[derive(Parser)]
 #[command(
     name = "auscope",
@@ -74,6 +76,40 @@ enum Command {
         /// Print the evaluation as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Explain a model's decisions: per face an overlay PNG and a raw float
+    /// array (.npy) per AU (maps) or per matrix (au-attention), plus
+    /// explain.json describing them.
+    Explain {
+        /// Image, folder or video (mp4, mov, avi, mkv).
+        input: PathBuf,
+        #[command(flatten)]
+        model: ModelArgs,
+        /// score-cam, fan-heatmap, pi-map (predefined), pi-map-learned,
+        /// roi-attention, lanet-attention or au-attention.
+        #[arg(long)]
+        method: auscope_core::explain::Method,
+        /// Only this map: an AU (AU12), or for fan-heatmap a landmark (L34)
+        /// or "all" (fan-heatmap's default). Default: every AU.
+        #[arg(long)]
+        au: Option<String>,
+        /// Score-CAM layer (default: the model's first; an unknown name lists them).
+        #[arg(long)]
+        layer: Option<String>,
+        /// viridis, turbo or gray.
+        #[arg(long, default_value = "viridis")]
+        colormap: auscope_core::explain::render::Colormap,
+        /// Overlay opacity, 0 to 1.
+        #[arg(long, default_value_t = 0.5)]
+        opacity: f32,
+        /// Explain every n-th frame of a video.
+        #[arg(long, default_value_t = 1)]
+        every: usize,
+        /// Output folder (created).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "full")]
+        detector: DetectorKind,
     },
     /// Convert weights: a PyTorch checkpoint (+ config) to an auscope .bpk that
     /// carries its config, or a .bpk to a PyTorch-layout .safetensors.
@@ -144,6 +180,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             json,
             detector,
         } => infer(&input, &model.model, model.files(), json, detector, cli.device),
+        Command::Explain { input, model, method, au, layer, colormap, opacity, every, out, detector } => {
+            let kind = PredictorKind::parse(&model.model)?;
+            let args = explain::Args { method, au, layer, colormap, opacity, every, out, detector };
+            explain::run(&input, kind, model.files(), &args, cli.device)
+        }
         Command::Convert { model, out } => convert(&model.model, model.files(), &out),
         Command::Train { config, fresh } => train(&config, fresh, cli.device),
         Command::Eval { config, weights, json } => eval(&config, weights.as_deref(), json, cli.device),
@@ -386,19 +427,8 @@ fn convert(model: &str, files: ModelFiles, out: &std::path::Path) -> anyhow::Res
     Ok(())
 }
 
-fn infer(
-    input: &std::path::Path,
-    model_name: &str,
-    files: ModelFiles,
-    json: bool,
-    detector: DetectorKind,
-    device: DeviceChoice,
-) -> anyhow::Result<()> {
-    let kind = PredictorKind::parse(model_name)?;
-    let mut source = open_source(input)?;
-    let compute = Compute::init(device)?;
-    eprintln!("device: {}", compute.status_line());
-    let model = open_predictor(kind, files, &compute.device)?;
+/// Say on stderr when a model runs on demo or random weights.
+fn announce_weights(model: &auscope_core::models::Predictor, kind: PredictorKind, files: &ModelFiles) {
     if model.is_demo() {
         eprintln!(
             "note: no --weights: {} runs on its shipped demo weights (trained on blendshape-teacher pseudo-labels, \
@@ -413,6 +443,22 @@ fn infer(
             if files.backbone_weights.is_some() { " (apart from the backbone)" } else { "" }
         );
     }
+}
+
+fn infer(
+    input: &std::path::Path,
+    model_name: &str,
+    files: ModelFiles,
+    json: bool,
+    detector: DetectorKind,
+    device: DeviceChoice,
+) -> anyhow::Result<()> {
+    let kind = PredictorKind::parse(model_name)?;
+    let mut source = open_source(input)?;
+    let compute = Compute::init(device)?;
+    eprintln!("device: {}", compute.status_line());
+    let model = open_predictor(kind, files, &compute.device)?;
+    announce_weights(&model, kind, &files);
     let pipeline = FacePipeline::new(detector, &compute.device).context("loading face models")?;
     let frames = each_frame(
         input,

@@ -37,4 +37,6 @@ pub enum CoreError {
     Data(String),
     #[error("training: {0}")]
     Training(String),
+    #[error("explanation: {0}")]
+    Explain(String),
 }

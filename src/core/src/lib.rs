@@ -6,6 +6,7 @@
 pub mod compute;
 pub mod embedded;
 pub mod error;
+pub mod explain;
 pub mod face;
 pub mod frame;
 pub mod graph;

@@ -10,39 +10,44 @@
 //! least 6% of the crop so a group of nearly collinear points still covers
 //! skin.
 
-/// AU -> landmark groups (0-based iBUG-68 indices).
-pub const AU_REGIONS: &[(&str, &[&[usize]])] = &[
-    ("AU01", &[&[19, 20, 21, 22, 23, 24]]),
-    ("AU02", &[&[17, 18, 19], &[24, 25, 26]]),
-    ("AU04", &[&[19, 20, 21, 27], &[22, 23, 24, 27]]),
-    ("AU05", &[&[36, 37, 38, 39], &[42, 43, 44, 45]]),
-    ("AU06", &[&[36, 41, 40, 31, 2], &[45, 46, 47, 35, 14]]),
-    ("AU07", &[&[36, 37, 38, 39, 40, 41], &[42, 43, 44, 45, 46, 47]]),
-    ("AU09", &[&[27, 28, 29, 31, 35]]),
-    ("AU10", &[&[31, 32, 33, 34, 35, 50, 51, 52]]),
-    ("AU12", &[&[48, 49, 59, 60, 4], &[54, 53, 55, 64, 12]]),
-    ("AU14", &[&[48, 59, 4, 5], &[54, 55, 12, 11]]),
-    ("AU15", &[&[48, 59, 58, 5, 6], &[54, 55, 56, 11, 10]]),
-    ("AU17", &[&[7, 8, 9, 56, 57, 58]]),
-    ("AU18", &[&[48, 50, 52, 54, 56, 58]]),
-    ("AU20", &[&[48, 59, 4, 3], &[54, 55, 12, 13]]),
-    ("AU22", &[&[48, 50, 52, 54, 56, 58]]),
-    ("AU23", &[&[48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59]]),
-    ("AU24", &[&[48, 50, 52, 54, 56, 58, 61, 63, 65, 67]]),
-    ("AU25", &[&[60, 61, 62, 63, 64, 65, 66, 67]]),
-    ("AU26", &[&[57, 7, 8, 9, 66]]),
-    ("AU43", &[&[36, 37, 38, 39, 40, 41], &[42, 43, 44, 45, 46, 47]]),
-];
+/// The region table, `assets/au_regions.json` (documented there), compiled
+/// in: AU -> landmark groups (0-based iBUG-68 indices).
+const REGIONS_JSON: &str = include_str!("../../../../assets/au_regions.json");
+
+#[derive(serde::Deserialize)]
+struct RegionFile {
+    regions: std::collections::BTreeMap<String, Vec<Vec<usize>>>,
+}
+
+/// The parsed table; read-only after the first use. The file is checked by
+/// a unit test, so a parse failure here is a build defect.
+static REGIONS: std::sync::LazyLock<std::collections::BTreeMap<String, Vec<Vec<usize>>>> =
+    std::sync::LazyLock::new(|| {
+        serde_json::from_str::<RegionFile>(REGIONS_JSON)
+            .map(|f| f.regions)
+            .unwrap_or_default()
+    });
+
+/// The landmark groups of an AU (empty when the table has no region for it).
+pub fn au_region(au: &str) -> &'static [Vec<usize>] {
+    REGIONS.get(au).map(|g| g.as_slice()).unwrap_or(&[])
+}
+
+/// The AUs that have a region.
+pub fn region_aus() -> impl Iterator<Item = &'static str> {
+    REGIONS.keys().map(|k| k.as_str())
+}
 
 /// One AU's region map at `size` x `size` (values 0..1), from landmarks in
 /// crop-normalised coordinates ([0,1]^2). `sigma_px` is the Gaussian blur in
 /// map pixels (0: none). Unknown AU: an all-zero map.
 pub fn region_map(au: &str, landmarks: &[[f32; 2]], size: usize, sigma_px: f32) -> Vec<f32> {
     let mut map = vec![0.0f32; size * size];
-    let Some((_, groups)) = AU_REGIONS.iter().find(|(a, _)| *a == au) else {
+    let groups = au_region(au);
+    if groups.is_empty() {
         return map;
-    };
-    for group in *groups {
+    }
+    for group in groups {
         let pts: Vec<[f32; 2]> = group.iter().filter_map(|&i| landmarks.get(i).copied()).collect();
         if pts.len() < 2 {
             continue;
@@ -128,6 +133,18 @@ pub fn region_maps(aus: &[String], landmarks: &[[f32; 2]], size: usize, sigma_px
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_region_table_parses_and_indexes_68_landmarks() {
+        let file: RegionFile = serde_json::from_str(REGIONS_JSON).expect("assets/au_regions.json parses");
+        assert!(file.regions.len() >= 20);
+        for (au, groups) in &file.regions {
+            assert!(!groups.is_empty(), "{au} has no group");
+            assert!(groups.iter().flatten().all(|&i| i < 68), "{au}: index out of range");
+        }
+        assert_eq!(au_region("AU12").len(), 2, "AU12 is bilateral");
+        assert!(au_region("AU99").is_empty());
+    }
 
     #[test]
     fn a_region_covers_its_landmarks_and_not_the_far_side() {
