@@ -10,6 +10,7 @@ use eframe::egui::{self, ColorImage, Key, TextureHandle, TextureOptions, Vec2};
 use crate::viewer::{OverlayOptions, ViewTransform, viewer_ui};
 use auscope_core::models::PredictorKind;
 
+use crate::explain_ui::ExplainState;
 use crate::worker::{AnalyzedFrame, ModelInfo, ModelRequest, Reply, Request, Worker};
 
 /// What is on screen for the current frame.
@@ -41,6 +42,9 @@ pub struct AuscopeApp {
     model_wanted: Option<PredictorKind>,
     model: Option<ModelInfo>,
     model_loading: bool,
+    explain: ExplainState,
+    /// The GPU overlay pipeline is installed in egui's renderer.
+    gpu_overlay: bool,
 }
 
 impl AuscopeApp {
@@ -67,11 +71,42 @@ impl AuscopeApp {
             model_wanted: None,
             model: None,
             model_loading: false,
+            explain: ExplainState::default(),
+            gpu_overlay: false,
         };
         if let Some(path) = open {
             app.open(path);
         }
         app
+    }
+
+    /// Draw explanation maps with our WGSL shader in egui's wgpu renderer
+    /// (None: no wgpu renderer; maps are coloured on the CPU).
+    pub fn with_gpu(mut self, render_state: Option<&eframe::egui_wgpu::RenderState>) -> Self {
+        if let Some(rs) = render_state {
+            crate::overlay_gpu::install(rs);
+            self.gpu_overlay = crate::overlay_gpu::installed(rs);
+        }
+        self
+    }
+
+    /// Choose an explanation (None: off) and the map shown (an AU, "L34", "all").
+    pub fn set_explain(&mut self, method: Option<auscope_core::explain::Method>, label: Option<&str>) {
+        self.explain.method = method;
+        self.explain.label = label.map(str::to_string);
+    }
+
+    /// Overlay opacity and colour map.
+    pub fn set_overlay_style(&mut self, opacity: f32, colormap: auscope_core::explain::render::Colormap) {
+        self.explain.style.opacity = opacity;
+        self.explain.style.colormap = colormap;
+    }
+
+    /// The explanation on screen for the selected face, if computed.
+    pub fn explanation(&self) -> Option<std::sync::Arc<auscope_core::explain::Explanation>> {
+        let shown = self.shown.as_ref()?;
+        let wanted = self.explain.wanted(shown.analyzed.frame.id.index, self.selected_face, self.model.as_ref());
+        self.explain.current(wanted.as_ref()).cloned()
     }
 
     /// Whether a frame is on screen (tests wait for this).
@@ -176,7 +211,9 @@ impl AuscopeApp {
                         }
                     }
                     self.requested = None;
+                    self.explain.reset();
                 }
+                Reply::Explanation { request, result, ms } => self.explain.on_reply(request, result, ms),
             }
         }
         if self.source.is_some()
@@ -358,6 +395,8 @@ impl AuscopeApp {
         }
         let selected = self.selected_face.filter(|&i| i < faces.len());
         au_panel_ui(ui, self.model.as_ref(), self.model_loading, &shown.analyzed, selected);
+        let wanted = self.explain.wanted(shown.analyzed.frame.id.index, selected, self.model.as_ref());
+        self.explain.panel_ui(ui, self.model.as_ref(), selected.map(|i| &faces[i]), wanted.as_ref());
         if !self.show_crop {
             return;
         }
@@ -561,6 +600,17 @@ impl eframe::App for AuscopeApp {
             .show(ui, |ui| {
                 egui::ScrollArea::vertical().show(ui, |ui| self.face_panel_ui(ui));
             });
+        let wanted = self.shown.as_ref().and_then(|s| {
+            self.explain.wanted(s.analyzed.frame.id.index, self.selected_face, self.model.as_ref())
+        });
+        if self.explain.has_matrices(wanted.as_ref()) {
+            egui::Panel::left("matrices")
+                .default_size(380.0)
+                .min_size(300.0)
+                .show(ui, |ui| {
+                    egui::ScrollArea::vertical().show(ui, |ui| self.explain.matrix_panel_ui(ui, wanted.as_ref()));
+                });
+        }
         egui::CentralPanel::default().show(ui, |ui| {
             if let Some(error) = self.error.clone() {
                 ui.horizontal(|ui| {
@@ -573,6 +623,8 @@ impl eframe::App for AuscopeApp {
                     }
                 });
             }
+            self.explain.request(&self.worker, wanted.clone());
+            let map = self.explain.overlay(wanted.as_ref());
             match &self.shown {
                 Some(shown) => {
                     let size = Vec2::new(
@@ -587,6 +639,8 @@ impl eframe::App for AuscopeApp {
                         self.selected_face,
                         self.overlay,
                         &mut self.view,
+                        map.as_ref(),
+                        self.gpu_overlay,
                     );
                     if clicked.is_some() {
                         self.selected_face = clicked;

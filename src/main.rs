@@ -54,7 +54,7 @@ fn main() -> anyhow::Result<()> {
                 compute.device.clone(),
                 Box::new(move || ctx.request_repaint()),
             )?;
-            let mut app = AuscopeApp::new(worker, status, open);
+            let mut app = AuscopeApp::new(worker, status, open).with_gpu(cc.wgpu_render_state.as_ref());
             if model.is_some() {
                 app.set_model(model, weights);
             }

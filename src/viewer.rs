@@ -2,7 +2,10 @@
 //! and landmarks drawn over it.
 
 use auscope_core::face::Face;
-use eframe::egui::{self, Color32, Pos2, Rect, Sense, Stroke, TextureHandle, Vec2};
+use eframe::egui::{self, Color32, ColorImage, Pos2, Rect, Sense, Stroke, TextureHandle, TextureOptions, Vec2};
+
+use crate::explain_ui::MapOverlay;
+use crate::overlay_gpu::{OverlayDraw, paint_callback};
 
 /// Pan and zoom; zoom 1 fits the frame to the view.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -38,7 +41,10 @@ pub fn screen_from_frame(
     move |p: Pos2| origin + p.to_vec2() * scale
 }
 
-/// Show the frame; returns the index of a face the user clicked on.
+/// Show the frame, with `map` (an explanation over a face crop) blended on
+/// it by the GPU overlay when `gpu`, else by a CPU-coloured texture; returns
+/// the index of a face the user clicked on.
+#[allow(clippy::too_many_arguments)]
 pub fn viewer_ui(
     ui: &mut egui::Ui,
     texture: &TextureHandle,
@@ -47,6 +53,8 @@ pub fn viewer_ui(
     selected: Option<usize>,
     overlay: OverlayOptions,
     transform: &mut ViewTransform,
+    map: Option<&MapOverlay>,
+    gpu: bool,
 ) -> Option<usize> {
     let (view, response) = ui.allocate_exact_size(ui.available_size(), Sense::click_and_drag());
     if response.dragged() {
@@ -78,6 +86,34 @@ pub fn viewer_ui(
         Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0)),
         Color32::WHITE,
     );
+    if let Some(m) = map {
+        let corners = [[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]].map(|c| {
+            let [x, y] = m.roi.frame_from_crop(c);
+            to_screen(Pos2::new(x, y))
+        });
+        if gpu {
+            painter.add(paint_callback(
+                view,
+                OverlayDraw { map: m.map.clone(), colormap: m.style.colormap, opacity: m.style.opacity, range: m.style.range, corners },
+            ));
+        } else {
+            // No wgpu renderer (or the pipeline failed): colour on the CPU,
+            // let egui's linear sampler upsample. The crops are upright.
+            let (w, h) = (m.map.width as usize, m.map.height as usize);
+            let alpha = (m.style.opacity.clamp(0.0, 1.0) * 255.0).round() as u8;
+            let rgba: Vec<u8> = m
+                .map
+                .values
+                .iter()
+                .flat_map(|&v| {
+                    let [r, g, b] = m.style.colormap.lut_color(m.style.normalise(v));
+                    [r, g, b, alpha]
+                })
+                .collect();
+            let tex = ui.ctx().load_texture("explain-map", ColorImage::from_rgba_unmultiplied([w, h], &rgba), TextureOptions::LINEAR);
+            painter.image(tex.id(), Rect::from_two_pos(corners[0], corners[3]), Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0)), Color32::WHITE);
+        }
+    }
 
     let mut clicked = None;
     for (i, face) in faces.iter().enumerate() {

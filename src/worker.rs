@@ -8,6 +8,10 @@ use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use std::sync::Arc;
+
+use auscope_core::explain::cache::{CacheKey, ExplainCache};
+use auscope_core::explain::{ExplainOptions, Explanation, Method, explain, input_for};
 use auscope_core::face::{DetectorKind, Face, FacePipeline};
 use auscope_core::frame::Frame;
 use auscope_core::models::{ModelFiles, Predictor, PredictorKind, open_predictor};
@@ -20,6 +24,19 @@ pub enum Request {
     SetDetector(DetectorKind),
     /// Run this AU model on every frame (None: no AU model).
     SetModel(Option<ModelRequest>),
+    /// Explain a face of the frame last analysed.
+    Explain(ExplainRequest),
+}
+
+/// What to explain; the reply carries it back so the UI can drop stale ones.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ExplainRequest {
+    pub frame: usize,
+    pub face: usize,
+    pub method: Method,
+    pub options: ExplainOptions,
+    /// The model's source, so a model change invalidates the request.
+    pub model: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +57,10 @@ pub struct ModelInfo {
     pub random: bool,
     /// True for the shipped demo weights.
     pub demo: bool,
+    /// Every explanation method, with why this model cannot give it (None: it can).
+    pub methods: Vec<(Method, Option<String>)>,
+    /// Score-CAM layers, best first.
+    pub cam_layers: Vec<String>,
 }
 
 /// A frame with its faces, ready to show.
@@ -63,6 +84,11 @@ pub enum Reply {
     Fatal(String),
     /// The AU model was (un)loaded, or failed to load (the previous one stays).
     Model(Result<Option<ModelInfo>, String>),
+    Explanation {
+        request: ExplainRequest,
+        result: Result<Arc<Explanation>, String>,
+        ms: f64,
+    },
 }
 
 pub struct Worker {
@@ -112,7 +138,12 @@ fn serve(
         }
     };
     let mut source: Option<Box<dyn FrameSource>> = None;
+    let mut source_path = String::new();
     let mut model: Option<Predictor> = None;
+    // The frame last analysed (explanations are of its faces) and recent
+    // explanations.
+    let mut current: Option<(usize, auscope_core::frame::Frame, Vec<Face>)> = None;
+    let mut cache = ExplainCache::new(32);
     while let Ok(first) = requests.recv() {
         // Coalesce: opens and detector changes all apply; only the last frame request is served.
         let mut batch = vec![first];
@@ -124,6 +155,7 @@ fn serve(
             }
         }
         let last_frame = batch.iter().rposition(|r| matches!(r, Request::Frame(_)));
+        let last_explain = batch.iter().rposition(|r| matches!(r, Request::Explain(_)));
         for (i, request) in batch.into_iter().enumerate() {
             let alive = match request {
                 Request::Open(path) => {
@@ -134,6 +166,8 @@ fn serve(
                         .map_err(|e| e.to_string());
                     if let Ok(s) = opened {
                         source = Some(s);
+                        source_path = path.display().to_string();
+                        current = None;
                     }
                     reply(Reply::Opened(info))
                 }
@@ -155,6 +189,7 @@ fn serve(
                 Request::SetModel(Some(req)) => {
                     match open_predictor(req.kind, ModelFiles { weights: req.weights.as_deref(), ..ModelFiles::default() }, &device) {
                         Ok(m) => {
+                            let options = ExplainOptions::default();
                             let info = ModelInfo {
                                 kind: req.kind,
                                 aus: m.aus().to_vec(),
@@ -162,6 +197,14 @@ fn serve(
                                 params: m.num_params(),
                                 random: m.is_random(),
                                 demo: m.is_demo(),
+                                methods: Method::ALL
+                                    .into_iter()
+                                    .map(|method| (method, auscope_core::explain::unavailable(method, &options, &m, None)))
+                                    .collect(),
+                                cam_layers: match &m {
+                                    Predictor::Net(net) => net.cam_layers(),
+                                    Predictor::Teacher(_) => Vec::new(),
+                                },
                             };
                             model = Some(m);
                             reply(Reply::Model(Ok(Some(info))))
@@ -170,13 +213,50 @@ fn serve(
                     }
                 }
                 Request::Frame(index) if Some(i) == last_frame => match source.as_mut() {
-                    Some(s) => reply(Reply::Frame {
-                        index,
-                        result: analyze(s.as_mut(), &pipeline, model.as_ref(), &device, index),
-                    }),
+                    Some(s) => {
+                        let result = analyze(s.as_mut(), &pipeline, model.as_ref(), &device, index);
+                        if let Ok(a) = &result {
+                            current = Some((index, a.frame.clone(), a.faces.clone()));
+                        }
+                        reply(Reply::Frame { index, result })
+                    }
                     None => true,
                 },
                 Request::Frame(_) => true,
+                Request::Explain(request) if Some(i) == last_explain => {
+                    let t0 = Instant::now();
+                    let key = CacheKey {
+                        frame: (source_path.clone(), request.frame),
+                        face: request.face,
+                        model: request.model.clone(),
+                        method: request.method,
+                        options: request.options.clone(),
+                    };
+                    let cached = cache.get(&key);
+                    let result = match (&current, &model) {
+                        _ if cached.is_some() => cached.ok_or_else(String::new),
+                        (Some((index, frame, faces)), Some(m)) if *index == request.frame && m.source() == request.model => {
+                            match faces.get(request.face) {
+                                Some(face) => {
+                                    let input = input_for(m, &frame.image, face);
+                                    explain(request.method, &request.options, m, &input, &device)
+                                        .map(|e| {
+                                            let e = Arc::new(e);
+                                            cache.insert(key, e.clone());
+                                            e
+                                        })
+                                        .map_err(|e| e.to_string())
+                                }
+                                None => Err(format!("frame {} has no face {}", request.frame, request.face + 1)),
+                            }
+                        }
+                        (_, None) => Err("choose an AU model first".into()),
+                        // The UI moved on; it asks again for what it shows.
+                        _ => continue,
+                    };
+                    reply(Reply::Explanation { request, result, ms: t0.elapsed().as_secs_f64() * 1e3 })
+                }
+                Request::Explain(_) => true,
             };
             if !alive {
                 return;

@@ -20,7 +20,7 @@ fn harness_with(path: std::path::PathBuf) -> Harness<'static, AuscopeApp> {
             let ctx = cc.egui_ctx.clone();
             let worker = Worker::spawn(Device::flex(), Box::new(move || ctx.request_repaint()))
                 .expect("worker");
-            AuscopeApp::new(worker, "CPU (burn Flex) — test".into(), Some(path))
+            AuscopeApp::new(worker, "CPU (burn Flex) — test".into(), Some(path)).with_gpu(cc.wgpu_render_state.as_ref())
         })
 }
 
@@ -106,4 +106,94 @@ fn choosing_a_model_shows_au_probabilities_and_says_the_weights_are_a_demo() {
     let error = harness.state().error().unwrap_or_default().to_string();
     assert!(error.contains("these are TransAU weights, not PIAP weights"), "{error}");
     assert_eq!(harness.state().model().map(|m| m.kind), Some(PredictorKind::Net(ModelKind::Piap)));
+}
+
+/// Mean absolute RGB difference of two renders inside `rect` (pixels).
+fn region_diff(a: &image::RgbaImage, b: &image::RgbaImage, rect: [u32; 4]) -> f64 {
+    let [x0, y0, x1, y1] = rect;
+    let mut sum = 0.0f64;
+    let mut n = 0.0f64;
+    for y in y0..y1.min(a.height()) {
+        for x in x0..x1.min(a.width()) {
+            let (p, q) = (a.get_pixel(x, y).0, b.get_pixel(x, y).0);
+            sum += (0..3).map(|k| (p[k] as f64 - q[k] as f64).abs()).sum::<f64>() / 3.0;
+            n += 1.0;
+        }
+    }
+    sum / n.max(1.0)
+}
+
+#[test]
+fn an_explanation_map_is_blended_on_the_face_by_the_gpu_overlay() {
+    use auscope_core::explain::Method;
+    use auscope_core::explain::render::Colormap;
+    use auscope_core::models::{ModelKind, PredictorKind};
+    let mut harness = harness_with(face_image("single_face.jpg"));
+    harness.state_mut().set_show_timings(false);
+    wait_for_frame(&mut harness);
+    harness.state_mut().set_model(Some(PredictorKind::Net(ModelKind::Piap)), None);
+    step_until(&mut harness, "model loaded", |app| app.model().is_some());
+    // Predefined PI maps: landmark regions, so the picture is deterministic.
+    harness.state_mut().set_explain(Some(Method::PiMap), Some("AU12"));
+    harness.state_mut().set_overlay_style(0.0, Colormap::Turbo);
+    step_until(&mut harness, "explanation", |app| app.explanation().is_some());
+    let e = harness.state().explanation().expect("explanation");
+    let maps = e.maps.as_ref().expect("maps");
+    assert!(maps.index_of("AU12").is_some());
+    let clear = harness.render().expect("render");
+    harness.state_mut().set_overlay_style(0.8, Colormap::Turbo);
+    for _ in 0..3 {
+        harness.step();
+    }
+    let blended = harness.render().expect("render");
+    // The viewer is the left ~800 px; the face is in its middle. With
+    // opacity 0.8 the crop's pixels change a lot, the far corner of the
+    // viewer not at all.
+    let face = region_diff(&clear, &blended, [300, 150, 600, 450]);
+    let corner = region_diff(&clear, &blended, [0, 60, 60, 100]);
+    assert!(face > 20.0, "the overlay changed the face region by only {face:.1}");
+    assert!(corner < 1.0, "the overlay leaked outside the crop: {corner:.1}");
+    harness.get_by_label_contains("predefined PI maps");
+    harness.snapshot("overlay_pi_map_au12");
+}
+
+#[test]
+fn the_matrix_panel_shows_transau_attention_between_aus() {
+    use auscope_core::explain::Method;
+    use auscope_core::models::{ModelKind, PredictorKind};
+    let mut harness = harness_with(face_image("single_face.jpg"));
+    harness.state_mut().set_show_timings(false);
+    wait_for_frame(&mut harness);
+    harness.state_mut().set_model(Some(PredictorKind::Net(ModelKind::Transau)), None);
+    step_until(&mut harness, "model loaded", |app| app.model().is_some());
+    harness.state_mut().set_explain(Some(Method::AuAttention), None);
+    step_until(&mut harness, "explanation", |app| app.explanation().is_some());
+    let e = harness.state().explanation().expect("explanation");
+    assert!(!e.matrices.is_empty());
+    let m = &e.matrices[0];
+    assert_eq!(m.labels.len(), 12);
+    // Softmax attention: every row sums to 1.
+    for r in 0..12 {
+        let s: f32 = m.values[r * 12..(r + 1) * 12].iter().sum();
+        assert!((s - 1.0).abs() < 1e-3, "row {r} sums to {s}");
+    }
+    assert!(m.name.contains("mean over heads"), "{}", m.name);
+    harness.get_by_label_contains("transformer attention, rows = queries");
+    harness.snapshot("matrix_transau_attention");
+}
+
+#[test]
+fn methods_a_model_cannot_give_are_disabled_with_a_reason() {
+    use auscope_core::explain::Method;
+    use auscope_core::models::{ModelKind, PredictorKind};
+    let mut harness = harness_with(face_image("single_face.jpg"));
+    wait_for_frame(&mut harness);
+    harness.state_mut().set_model(Some(PredictorKind::Net(ModelKind::Piap)), None);
+    step_until(&mut harness, "model loaded", |app| app.model().is_some());
+    let info = harness.state().model().expect("model").clone();
+    let why = |m: Method| info.methods.iter().find(|(x, _)| *x == m).and_then(|(_, w)| w.clone());
+    assert!(why(Method::ScoreCam).is_none() && why(Method::PiMapLearned).is_none() && why(Method::PiMap).is_none());
+    assert!(why(Method::FanHeatmap).expect("no FAN").contains("FAN-Trans"));
+    assert!(why(Method::AuAttention).expect("no transformer").contains("no transformer"));
+    assert!(why(Method::RoiAttention).expect("no ROI maps").contains("TransAU"));
 }

@@ -1,0 +1,237 @@
+//! Draws an explanation map over the frame on the GPU: shaders/overlay.wgsl
+//! through an egui paint callback, on the wgpu device egui renders with
+//! (the one burn computes on when there is a GPU).
+//!
+//! The map's values are uploaded as an R32Float texture when the map
+//! changes (a few kB: maps are at model resolution, 2x2 to 64x64), and the
+//! colour map as a 256x1 lookup texture; range, opacity and the crop's
+//! corners on screen are uniforms, so dragging a slider or panning costs one
+//! uniform write.
+
+use std::sync::Arc;
+
+use auscope_core::explain::render::Colormap;
+use eframe::egui;
+use eframe::egui_wgpu::{self, CallbackResources, CallbackTrait, RenderState, ScreenDescriptor, wgpu};
+
+const SHADER: &str = include_str!("../shaders/overlay.wgsl");
+
+/// One map to draw. `id` changes whenever `values` do.
+#[derive(Debug)]
+pub struct MapData {
+    pub id: u64,
+    pub width: u32,
+    pub height: u32,
+    pub values: Vec<f32>,
+}
+
+/// What one frame's overlay looks like.
+#[derive(Debug, Clone)]
+pub struct OverlayDraw {
+    pub map: Arc<MapData>,
+    pub colormap: Colormap,
+    pub opacity: f32,
+    pub range: [f32; 2],
+    /// Crop corners (u, v) = (0,0), (1,0), (0,1), (1,1) in screen points.
+    pub corners: [egui::Pos2; 4],
+}
+
+/// Pipeline and lookup tables, created once per render state.
+struct Resources {
+    pipeline: wgpu::RenderPipeline,
+    layout: wgpu::BindGroupLayout,
+    uniforms: wgpu::Buffer,
+    luts: Vec<(Colormap, wgpu::TextureView)>,
+    srgb_target: bool,
+    /// The uploaded map and its bind group: (map id, colour map) it was built for.
+    current: Option<(u64, Colormap, wgpu::Texture, wgpu::BindGroup)>,
+}
+
+/// Create the overlay pipeline in egui's renderer; without it the viewer
+/// falls back to a CPU-blended texture.
+pub fn install(render_state: &RenderState) {
+    let device = &render_state.device;
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some("auscope overlay"),
+        source: wgpu::ShaderSource::Wgsl(SHADER.into()),
+    });
+    let texture_entry = |binding| wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::FRAGMENT,
+        ty: wgpu::BindingType::Texture {
+            sample_type: wgpu::TextureSampleType::Float { filterable: false },
+            view_dimension: wgpu::TextureViewDimension::D2,
+            multisampled: false,
+        },
+        count: None,
+    };
+    let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some("auscope overlay"),
+        entries: &[
+            wgpu::BindGroupLayoutEntry {
+                binding: 0,
+                visibility: wgpu::ShaderStages::VERTEX_FRAGMENT,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Uniform,
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            },
+            texture_entry(1),
+            texture_entry(2),
+        ],
+    });
+    let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: Some("auscope overlay"),
+        bind_group_layouts: &[Some(&layout)],
+        immediate_size: 0,
+    });
+    let format = render_state.target_format;
+    let pipeline = device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
+        label: Some("auscope overlay"),
+        layout: Some(&pipeline_layout),
+        vertex: wgpu::VertexState {
+            module: &module,
+            entry_point: Some("vs_main"),
+            buffers: &[],
+            compilation_options: wgpu::PipelineCompilationOptions::default(),
+        },
+        primitive: wgpu::PrimitiveState {
+            topology: wgpu::PrimitiveTopology::TriangleStrip,
+            ..wgpu::PrimitiveState::default()
+        },
+        depth_stencil: None,
+        multisample: wgpu::MultisampleState::default(),
+        fragment: Some(wgpu::FragmentState {
+            module: &module,
+            entry_point: Some("fs_main"),
+            targets: &[Some(wgpu::ColorTargetState {
+                format,
+                blend: Some(wgpu::BlendState::ALPHA_BLENDING),
+                write_mask: wgpu::ColorWrites::ALL,
+            })],
+            compilation_options: wgpu::PipelineCompilationOptions::default(),
+        }),
+        multiview_mask: None,
+        cache: None,
+    });
+    let uniforms = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("auscope overlay params"),
+        size: 64,
+        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let luts = Colormap::ALL
+        .into_iter()
+        .map(|c| {
+            let bytes: Vec<u8> = c.lut().into_iter().flatten().collect();
+            let t = texture(device, &render_state.queue, "auscope colour map", 256, 1, wgpu::TextureFormat::Rgba8Unorm, &bytes, 4);
+            (c, t.create_view(&wgpu::TextureViewDescriptor::default()))
+        })
+        .collect();
+    render_state.renderer.write().callback_resources.insert(Resources {
+        pipeline,
+        layout,
+        uniforms,
+        luts,
+        srgb_target: format.is_srgb(),
+        current: None,
+    });
+}
+
+#[allow(clippy::too_many_arguments)]
+fn texture(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    label: &str,
+    width: u32,
+    height: u32,
+    format: wgpu::TextureFormat,
+    bytes: &[u8],
+    texel_bytes: u32,
+) -> wgpu::Texture {
+    let size = wgpu::Extent3d { width, height, depth_or_array_layers: 1 };
+    let t = device.create_texture(&wgpu::TextureDescriptor {
+        label: Some(label),
+        size,
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format,
+        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+        view_formats: &[],
+    });
+    queue.write_texture(
+        wgpu::TexelCopyTextureInfo { texture: &t, mip_level: 0, origin: wgpu::Origin3d::ZERO, aspect: wgpu::TextureAspect::All },
+        bytes,
+        wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some(texel_bytes * width), rows_per_image: Some(height) },
+        size,
+    );
+    t
+}
+
+/// True when [`install`] ran for this renderer.
+pub fn installed(render_state: &RenderState) -> bool {
+    render_state.renderer.read().callback_resources.get::<Resources>().is_some()
+}
+
+/// The paint callback for `draw` over the viewer rect `view`.
+pub fn paint_callback(view: egui::Rect, draw: OverlayDraw) -> egui::PaintCallback {
+    egui_wgpu::Callback::new_paint_callback(view, Callback { view, draw })
+}
+
+struct Callback {
+    view: egui::Rect,
+    draw: OverlayDraw,
+}
+
+impl CallbackTrait for Callback {
+    fn prepare(
+        &self,
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        _screen: &ScreenDescriptor,
+        _encoder: &mut wgpu::CommandEncoder,
+        resources: &mut CallbackResources,
+    ) -> Vec<wgpu::CommandBuffer> {
+        let Some(r) = resources.get_mut::<Resources>() else { return Vec::new() };
+        let d = &self.draw;
+        let rel = |p: egui::Pos2| [p.x - self.view.min.x, p.y - self.view.min.y];
+        let [c0, c1, c2, c3] = d.corners.map(rel);
+        let params: [f32; 16] = [
+            c0[0], c0[1], c1[0], c1[1],
+            c2[0], c2[1], c3[0], c3[1],
+            self.view.width(), self.view.height(), d.opacity.clamp(0.0, 1.0), if r.srgb_target { 1.0 } else { 0.0 },
+            d.range[0], d.range[1], d.map.width as f32, d.map.height as f32,
+        ];
+        let bytes: Vec<u8> = params.iter().flat_map(|v| v.to_le_bytes()).collect();
+        queue.write_buffer(&r.uniforms, 0, &bytes);
+        let fresh = !matches!(&r.current, Some((id, c, _, _)) if *id == d.map.id && *c == d.colormap);
+        if fresh && d.map.width > 0 && d.map.height > 0 {
+            let values: Vec<u8> = d.map.values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let t = texture(device, queue, "auscope map", d.map.width, d.map.height, wgpu::TextureFormat::R32Float, &values, 4);
+            let view = t.create_view(&wgpu::TextureViewDescriptor::default());
+            let Some((_, lut)) = r.luts.iter().find(|(c, _)| *c == d.colormap) else { return Vec::new() };
+            let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("auscope overlay"),
+                layout: &r.layout,
+                entries: &[
+                    wgpu::BindGroupEntry { binding: 0, resource: r.uniforms.as_entire_binding() },
+                    wgpu::BindGroupEntry { binding: 1, resource: wgpu::BindingResource::TextureView(&view) },
+                    wgpu::BindGroupEntry { binding: 2, resource: wgpu::BindingResource::TextureView(lut) },
+                ],
+            });
+            r.current = Some((d.map.id, d.colormap, t, bind));
+        }
+        Vec::new()
+    }
+
+    fn paint(&self, _info: egui::PaintCallbackInfo, pass: &mut wgpu::RenderPass<'static>, resources: &CallbackResources) {
+        let Some(r) = resources.get::<Resources>() else { return };
+        let Some((_, _, _, bind)) = &r.current else { return };
+        pass.set_pipeline(&r.pipeline);
+        pass.set_bind_group(0, bind, &[]);
+        pass.draw(0..4, 0..1);
+    }
+}
