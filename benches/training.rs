@@ -23,7 +23,6 @@ use auscope_core::models::{ArchConfig, AuModel, ModelKind, ModelSpec};
 use auscope_core::training::data::{Dataset, Sample};
 use auscope_core::training::prepare::{Prepared, prepare};
 use auscope_core::training::trainer::{RunFiles, TrainEvent, TrainJob, TrainOutcome, TrainParams, Trainer};
-use auscope_core::{Compute, DeviceChoice};
 use burn::tensor::Device;
 
 const FACES: [&str; 5] = ["single_face.jpg", "0-f1-su-ph.jpg", "45-m7-di-ph.jpg", "0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg"];
@@ -88,20 +87,9 @@ fn steps_per_second(spec: &ModelSpec, faces: &[Prepared], device: &Device, batch
 fn main() {
     let batch: usize = std::env::var("AUSCOPE_BENCH_BATCH").ok().and_then(|s| s.parse().ok()).unwrap_or(16);
     let steps: usize = std::env::var("AUSCOPE_BENCH_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
-    let any_wgpu = std::env::var("AUSCOPE_BENCH_WGPU").is_ok_and(|v| v == "any");
     let torch: HashMap<String, f64> = common::python_json("tools/bench_train.py", &["--batch", &batch.to_string(), "--steps", &steps.to_string()]);
 
-    let mut devices: Vec<(String, Device)> = vec![("cpu (Flex)".into(), Device::flex())];
-    // Auto picks wgpu only on a hardware adapter.
-    match (Compute::init(DeviceChoice::Auto), any_wgpu) {
-        (Ok(c), _) if c.fallback_reason.is_none() => devices.push((c.name.clone(), c.device.clone())),
-        (_, true) => match Compute::init(DeviceChoice::Wgpu) {
-            Ok(c) => devices.push((c.name.clone(), c.device.clone())),
-            Err(e) => eprintln!("wgpu column skipped: {e}"),
-        },
-        (Ok(c), false) => eprintln!("wgpu column skipped (AUSCOPE_BENCH_WGPU=any times it anyway): {}", c.fallback_reason.unwrap_or_default()),
-        (Err(e), false) => eprintln!("wgpu column skipped: {e}"),
-    }
+    let devices = common::bench_devices();
     let pipeline = FacePipeline::new(DetectorKind::Full, &Device::flex()).expect("face models");
 
     println!("batch {batch}, {steps} steps after 1 warm-up step");

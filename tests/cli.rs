@@ -305,3 +305,62 @@ fn convert_turns_a_pytorch_checkpoint_into_a_bpk_that_infer_runs() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to convert"));
     let _ = std::fs::remove_file(config);
 }
+
+#[test]
+fn explain_writes_an_overlay_and_a_raw_array_per_au() {
+    let out = scratch("cli-explain");
+    let face = face_image("single_face.jpg");
+    let o = auscope(&[
+        "explain", face.to_str().expect("utf-8"), "--model", "transau", "--method", "score-cam", "--au", "AU12",
+        "--out", out.to_str().expect("utf-8"),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let index = read_json(&out.join("explain.json"));
+    let files = index["files"].as_array().expect("files");
+    assert_eq!(files.len(), 1, "one face, one AU");
+    assert_eq!(files[0]["label"], "AU12");
+    let png = image::open(out.join(files[0]["png"].as_str().expect("png"))).expect("overlay png");
+    let frame = image::open(&face).expect("face");
+    assert_eq!((png.width(), png.height()), (frame.width(), frame.height()), "overlay on the whole frame");
+    let npy = std::fs::read(out.join(files[0]["npy"].as_str().expect("npy"))).expect("npy");
+    assert_eq!(&npy[..6], b"\x93NUMPY");
+    let shape: Vec<usize> = files[0]["shape"].as_array().expect("shape").iter().map(|v| v.as_u64().expect("dim") as usize).collect();
+    let header = u16::from_le_bytes([npy[8], npy[9]]) as usize;
+    let values: Vec<f32> = npy[10 + header..].chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    assert_eq!(values.len(), shape.iter().product::<usize>());
+    assert!(values.iter().all(|v| (0.0..=1.0).contains(v)));
+    assert!((values.iter().copied().fold(0.0, f32::max) - 1.0).abs() < 1e-4, "min-max normalised");
+    assert!(index["note"].as_str().expect("note").contains("Score-CAM on backbone."));
+
+    // Matrices: one PNG + array per matrix, labelled with the AUs.
+    let out2 = scratch("cli-explain-att");
+    let o = auscope(&["explain", face.to_str().expect("utf-8"), "--model", "fan-trans", "--method", "au-attention", "--out", out2.to_str().expect("utf-8")]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let index = read_json(&out2.join("explain.json"));
+    let files = index["files"].as_array().expect("files");
+    assert!(files.iter().any(|f| f["label"].as_str().is_some_and(|l| l.contains("attention-drop mask"))));
+    assert_eq!(files[0]["tokens"].as_array().expect("tokens").len(), 12);
+}
+
+#[test]
+fn explain_refuses_what_a_model_cannot_show() {
+    let out = scratch("cli-explain-bad");
+    let face = face_image("single_face.jpg");
+    let f = face.to_str().expect("utf-8");
+    let o = out.to_str().expect("utf-8");
+    let err = |args: &[&str]| {
+        let r = auscope(args);
+        assert!(!r.status.success(), "{args:?} should fail");
+        String::from_utf8_lossy(&r.stderr).to_string()
+    };
+    let e = err(&["explain", f, "--model", "piap", "--method", "score-cam", "--layer", "backbone.nope", "--out", o]);
+    assert!(e.contains("has no layer 'backbone.nope'") && e.contains("encoder.stage3"), "{e}");
+    let e = err(&["explain", f, "--model", "piap", "--method", "fan-heatmap", "--out", o]);
+    assert!(e.contains("heat-maps come with FAN-Trans"), "{e}");
+    let e = err(&["explain", f, "--model", "blendshape-baseline", "--method", "score-cam", "--out", o]);
+    assert!(e.contains("needs a network"), "{e}");
+    let e = err(&["explain", f, "--model", "piap", "--method", "pi-map", "--au", "AU99", "--out", o]);
+    assert!(e.contains("no map 'AU99'") && e.contains("AU12"), "{e}");
+    let e = err(&["explain", f, "--model", "piap", "--method", "gradcam", "--out", o]);
+    assert!(e.contains("unknown method 'gradcam'"), "{e}");
+}

@@ -19,3 +19,22 @@ pub fn python_json<T: serde::de::DeserializeOwned + Default>(script: &str, args:
         T::default()
     })
 }
+
+/// The devices a bench times: the CPU (burn Flex), and wgpu when Auto picks
+/// it (a hardware GPU), or on any adapter with AUSCOPE_BENCH_WGPU=any.
+#[allow(dead_code)]
+pub fn bench_devices() -> Vec<(String, burn::tensor::Device)> {
+    use auscope_core::{Compute, DeviceChoice};
+    let any_wgpu = std::env::var("AUSCOPE_BENCH_WGPU").is_ok_and(|v| v == "any");
+    let mut devices = vec![("cpu (Flex)".to_string(), burn::tensor::Device::flex())];
+    match (Compute::init(DeviceChoice::Auto), any_wgpu) {
+        (Ok(c), _) if c.fallback_reason.is_none() => devices.push((c.name.clone(), c.device.clone())),
+        (_, true) => match Compute::init(DeviceChoice::Wgpu) {
+            Ok(c) => devices.push((c.name.clone(), c.device.clone())),
+            Err(e) => eprintln!("wgpu column skipped: {e}"),
+        },
+        (Ok(c), false) => eprintln!("wgpu column skipped (AUSCOPE_BENCH_WGPU=any times it anyway): {}", c.fallback_reason.unwrap_or_default()),
+        (Err(e), false) => eprintln!("wgpu column skipped: {e}"),
+    }
+    devices
+}

@@ -311,6 +311,27 @@ mod tests {
     }
 
     #[test]
+    fn a_face_too_small_is_refused_and_a_big_one_is_explained() {
+        let device = Device::flex();
+        let model = Predictor::Net(AuModel::new(crate::models::ModelSpec::tiny(crate::models::ModelKind::Piap), &device).expect("model"));
+        let mut input = ExplainInput {
+            crop: RgbImage::new(64, 64),
+            roi: Roi { center: [50.0, 50.0], side: 20.0, angle: 0.0 },
+            landmarks: vec![[0.5, 0.5]; 68],
+            face_px: 16.0,
+        };
+        let e = explain(Method::PiMapLearned, &ExplainOptions::default(), &model, &input, &device).expect_err("16 px face");
+        assert!(e.to_string().contains("16 px wide"), "{e}");
+        input.face_px = 64.0;
+        let e = explain(Method::PiMapLearned, &ExplainOptions::default(), &model, &input, &device).expect("64 px face");
+        let maps = e.maps.expect("maps");
+        assert_eq!(maps.labels.len(), 12);
+        assert!(maps.data.iter().all(|v| (0.0..=1.0).contains(v)));
+        let e = explain(Method::FanHeatmap, &ExplainOptions::default(), &model, &input, &device).expect_err("PIAP has no FAN");
+        assert!(e.to_string().contains("FAN-Trans"), "{e}");
+    }
+
+    #[test]
     fn a_map_stack_checks_its_size() {
         assert!(MapStack::new(vec!["AU12".into()], 2, 2, vec![0.0; 4]).is_ok());
         assert!(MapStack::new(vec!["AU12".into()], 2, 2, vec![0.0; 5]).is_err());
