@@ -15,7 +15,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::time::Instant;
 
 use auscope_core::explain::score_cam::{DEFAULT_BATCH, model_score_cam};
 use auscope_core::models::{AuModel, ModelKind, ModelSpec, Trace};
@@ -25,15 +24,6 @@ use burn::tensor::{Distribution, Tensor};
 struct TorchTimes {
     forward_ms: f64,
     score_cam_all_ms: f64,
-}
-
-fn time_ms(repeats: usize, mut f: impl FnMut()) -> f64 {
-    f(); // warm-up (kernel compilation on wgpu)
-    let t = Instant::now();
-    for _ in 0..repeats {
-        f();
-    }
-    t.elapsed().as_secs_f64() * 1e3 / repeats as f64
 }
 
 fn main() {
@@ -55,10 +45,10 @@ fn main() {
             let model = AuModel::new(ModelSpec::tiny(kind), device).expect("model");
             let s = model.spec.input().size;
             let x = Tensor::<4>::random([1, 3, s, s], Distribution::Uniform(0.0, 1.0), device);
-            let fwd = time_ms(repeats * 5, || {
+            let fwd = common::mean_ms(repeats * 5, device, || {
                 let _ = model.forward(x.clone(), &mut Trace::none()).probs.into_data();
             });
-            let cam = time_ms(repeats, || {
+            let cam = common::mean_ms(repeats, device, || {
                 model_score_cam(&model, x.clone(), layer, DEFAULT_BATCH).expect("score-cam");
             });
             let t = torch.get(key);

@@ -12,7 +12,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::time::Instant;
 
 use auscope_core::models::backbones::efficientnet::EfficientNetConfig;
 use auscope_core::models::backbones::inception::InceptionConfig;
@@ -23,17 +22,6 @@ use auscope_core::models::{AuModel, ModelKind, ModelSpec};
 use auscope_core::{Compute, DeviceChoice};
 use burn::nn::LinearConfig;
 use burn::tensor::{Device, Distribution, Tensor};
-
-fn mean_ms(iters: usize, device: &Device, mut f: impl FnMut()) -> f64 {
-    f(); // warm-up: kernel compilation, autotune, caches
-    let _ = device.sync();
-    let start = Instant::now();
-    for _ in 0..iters {
-        f();
-    }
-    let _ = device.sync();
-    start.elapsed().as_secs_f64() * 1e3 / iters as f64
-}
 
 fn input(b: usize, side: usize, d: &Device) -> Tensor<4> {
     Tensor::random([b, 3, side, side], Distribution::Uniform(0.0, 1.0), d)
@@ -67,7 +55,7 @@ fn main() {
                 let model = AuModel::new(ModelSpec::paper(kind), d).expect("model");
                 let side = model.spec.input().size;
                 let x = input(b, side, d);
-                let ms = mean_ms(iters, d, || {
+                let ms = common::mean_ms(iters, d, || {
                     let out = model.forward(x.clone(), &mut Trace::none());
                     let _ = out.probs.into_data();
                 });
@@ -89,14 +77,14 @@ fn main() {
             {
                 let fan = FanConfig::fan4().init(d);
                 let x = input(b, 256, d);
-                rows.push(("fan4", mean_ms(iters, d, || {
+                rows.push(("fan4", common::mean_ms(iters, d, || {
                     let _ = fan.forward(x.clone(), &mut Trace::none()).heatmaps.pop().map(|h| h.into_data());
                 })));
             }
             {
                 let inc = InceptionConfig { transform_input: false }.init(d);
                 let x = input(b, 224, d);
-                rows.push(("inception_v3_mixed6e", mean_ms(iters, d, || {
+                rows.push(("inception_v3_mixed6e", common::mean_ms(iters, d, || {
                     let _ = inc.forward(x.clone(), "", &mut Trace::none()).into_data();
                 })));
             }
@@ -104,14 +92,14 @@ fn main() {
                 let b1 = EfficientNetConfig::b1(3).init(d);
                 let fc = LinearConfig::new(1280, 12).init(d);
                 let x = input(b, 224, d);
-                rows.push(("efficientnet_b1", mean_ms(iters, d, || {
+                rows.push(("efficientnet_b1", common::mean_ms(iters, d, || {
                     let _ = fc.forward(gap(b1.forward(x.clone(), "", &mut Trace::none()))).into_data();
                 })));
             }
             {
                 let ir = IResNetConfig::depth(100).expect("100").init(d);
                 let x = input(b, 112, d);
-                rows.push(("iresnet100", mean_ms(iters, d, || {
+                rows.push(("iresnet100", common::mean_ms(iters, d, || {
                     let _ = ir.forward(x.clone(), "", &mut Trace::none()).1.into_data();
                 })));
             }

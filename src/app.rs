@@ -104,9 +104,14 @@ impl AuscopeApp {
 
     /// The explanation on screen for the selected face, if computed.
     pub fn explanation(&self) -> Option<std::sync::Arc<auscope_core::explain::Explanation>> {
+        self.explain.current(self.explain_wanted().as_ref()).cloned()
+    }
+
+    /// The explanation the panel asks for: the selected face of the frame on screen.
+    fn explain_wanted(&self) -> Option<crate::worker::ExplainRequest> {
         let shown = self.shown.as_ref()?;
-        let wanted = self.explain.wanted(shown.analyzed.frame.id.index, self.selected_face, self.model.as_ref());
-        self.explain.current(wanted.as_ref()).cloned()
+        let face = self.selected_face.filter(|&i| i < shown.analyzed.faces.len());
+        self.explain.wanted(shown.analyzed.frame.id.index, face, self.model.as_ref())
     }
 
     /// Whether a frame is on screen (tests wait for this).
@@ -395,7 +400,9 @@ impl AuscopeApp {
         }
         let selected = self.selected_face.filter(|&i| i < faces.len());
         au_panel_ui(ui, self.model.as_ref(), self.model_loading, &shown.analyzed, selected);
-        let wanted = self.explain.wanted(shown.analyzed.frame.id.index, selected, self.model.as_ref());
+        let wanted = self.explain_wanted();
+        let Some(shown) = &mut self.shown else { return };
+        let faces = &shown.analyzed.faces;
         self.explain.panel_ui(ui, self.model.as_ref(), selected.map(|i| &faces[i]), wanted.as_ref());
         if !self.show_crop {
             return;
@@ -600,9 +607,7 @@ impl eframe::App for AuscopeApp {
             .show(ui, |ui| {
                 egui::ScrollArea::vertical().show(ui, |ui| self.face_panel_ui(ui));
             });
-        let wanted = self.shown.as_ref().and_then(|s| {
-            self.explain.wanted(s.analyzed.frame.id.index, self.selected_face, self.model.as_ref())
-        });
+        let wanted = self.explain_wanted();
         if self.explain.has_matrices(wanted.as_ref()) {
             egui::Panel::left("matrices")
                 .default_size(380.0)

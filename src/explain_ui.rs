@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use auscope_core::explain::render::{Colormap, OverlayStyle};
-use auscope_core::explain::{ExplainOptions, Explanation, MIN_FACE_PX, Matrix, Method};
+use auscope_core::explain::{ExplainOptions, Explanation, Matrix, Method, face_too_small};
 use auscope_core::face::Face;
 use auscope_core::frame::Roi;
 use eframe::egui::{self, Color32, Pos2, Rect, Sense, Stroke, Vec2};
@@ -110,16 +110,11 @@ impl ExplainState {
             ui.label("Choose an AU model to explain it.");
             return;
         };
-        let face_small = face.map(|f| f.box_xywh()[2]).filter(|&w| w < MIN_FACE_PX);
         let title = self.method.map_or("Off", |m| m.title());
         egui::ComboBox::from_label("Method").selected_text(title).show_ui(ui, |ui| {
             ui.selectable_value(&mut self.method, None, "Off");
             for (m, why) in &model.methods {
-                let why = why.clone().or_else(|| {
-                    face_small
-                        .filter(|_| !m.is_matrix())
-                        .map(|w| format!("the face is {w:.0} px wide; maps need at least {MIN_FACE_PX:.0} px"))
-                });
+                let why = why.clone().or_else(|| face.and_then(|f| face_too_small(*m, f.box_xywh()[2])));
                 let r = ui.add_enabled(why.is_none(), egui::Button::selectable(self.method == Some(*m), m.title()));
                 if let Some(why) = why {
                     r.on_disabled_hover_text(why);

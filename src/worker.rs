@@ -232,10 +232,9 @@ fn serve(
                         method: request.method,
                         options: request.options.clone(),
                     };
-                    let cached = cache.get(&key);
-                    let result = match (&current, &model) {
-                        _ if cached.is_some() => cached.ok_or_else(String::new),
-                        (Some((index, frame, faces)), Some(m)) if *index == request.frame && m.source() == request.model => {
+                    let result = match (cache.get(&key), &current, &model) {
+                        (Some(hit), _, _) => Ok(hit),
+                        (None, Some((index, frame, faces)), Some(m)) if *index == request.frame && m.source() == request.model => {
                             match faces.get(request.face) {
                                 Some(face) => {
                                     let input = input_for(m, &frame.image, face);
@@ -250,7 +249,7 @@ fn serve(
                                 None => Err(format!("frame {} has no face {}", request.frame, request.face + 1)),
                             }
                         }
-                        (_, None) => Err("choose an AU model first".into()),
+                        (None, _, None) => Err("choose an AU model first".into()),
                         // The UI moved on; it asks again for what it shows.
                         _ => continue,
                     };

@@ -108,6 +108,16 @@ fn choosing_a_model_shows_au_probabilities_and_says_the_weights_are_a_demo() {
     assert_eq!(harness.state().model().map(|m| m.kind), Some(PredictorKind::Net(ModelKind::Piap)));
 }
 
+/// single_face.jpg on screen (timings hidden) with `kind` on its demo weights.
+fn single_face_with(kind: auscope_core::models::ModelKind) -> Harness<'static, AuscopeApp> {
+    let mut harness = harness_with(face_image("single_face.jpg"));
+    harness.state_mut().set_show_timings(false);
+    wait_for_frame(&mut harness);
+    harness.state_mut().set_model(Some(auscope_core::models::PredictorKind::Net(kind)), None);
+    step_until(&mut harness, "model loaded", |app| app.model().is_some());
+    harness
+}
+
 /// Mean absolute RGB difference of two renders inside `rect` (pixels).
 fn region_diff(a: &image::RgbaImage, b: &image::RgbaImage, rect: [u32; 4]) -> f64 {
     let [x0, y0, x1, y1] = rect;
@@ -127,12 +137,8 @@ fn region_diff(a: &image::RgbaImage, b: &image::RgbaImage, rect: [u32; 4]) -> f6
 fn an_explanation_map_is_blended_on_the_face_by_the_gpu_overlay() {
     use auscope_core::explain::Method;
     use auscope_core::explain::render::Colormap;
-    use auscope_core::models::{ModelKind, PredictorKind};
-    let mut harness = harness_with(face_image("single_face.jpg"));
-    harness.state_mut().set_show_timings(false);
-    wait_for_frame(&mut harness);
-    harness.state_mut().set_model(Some(PredictorKind::Net(ModelKind::Piap)), None);
-    step_until(&mut harness, "model loaded", |app| app.model().is_some());
+    use auscope_core::models::ModelKind;
+    let mut harness = single_face_with(ModelKind::Piap);
     // Predefined PI maps: landmark regions, so the picture is deterministic.
     harness.state_mut().set_explain(Some(Method::PiMap), Some("AU12"));
     harness.state_mut().set_overlay_style(0.0, Colormap::Turbo);
@@ -160,12 +166,8 @@ fn an_explanation_map_is_blended_on_the_face_by_the_gpu_overlay() {
 #[test]
 fn the_matrix_panel_shows_transau_attention_between_aus() {
     use auscope_core::explain::Method;
-    use auscope_core::models::{ModelKind, PredictorKind};
-    let mut harness = harness_with(face_image("single_face.jpg"));
-    harness.state_mut().set_show_timings(false);
-    wait_for_frame(&mut harness);
-    harness.state_mut().set_model(Some(PredictorKind::Net(ModelKind::Transau)), None);
-    step_until(&mut harness, "model loaded", |app| app.model().is_some());
+    use auscope_core::models::ModelKind;
+    let mut harness = single_face_with(ModelKind::Transau);
     harness.state_mut().set_explain(Some(Method::AuAttention), None);
     step_until(&mut harness, "explanation", |app| app.explanation().is_some());
     let e = harness.state().explanation().expect("explanation");
@@ -185,11 +187,8 @@ fn the_matrix_panel_shows_transau_attention_between_aus() {
 #[test]
 fn methods_a_model_cannot_give_are_disabled_with_a_reason() {
     use auscope_core::explain::Method;
-    use auscope_core::models::{ModelKind, PredictorKind};
-    let mut harness = harness_with(face_image("single_face.jpg"));
-    wait_for_frame(&mut harness);
-    harness.state_mut().set_model(Some(PredictorKind::Net(ModelKind::Piap)), None);
-    step_until(&mut harness, "model loaded", |app| app.model().is_some());
+    use auscope_core::models::ModelKind;
+    let harness = single_face_with(ModelKind::Piap);
     let info = harness.state().model().expect("model").clone();
     let why = |m: Method| info.methods.iter().find(|(x, _)| *x == m).and_then(|(_, w)| w.clone());
     assert!(why(Method::ScoreCam).is_none() && why(Method::PiMapLearned).is_none() && why(Method::PiMap).is_none());

@@ -38,3 +38,18 @@ pub fn bench_devices() -> Vec<(String, burn::tensor::Device)> {
     }
     devices
 }
+
+/// Mean milliseconds per call of `f` over `iters` calls, after one warm-up
+/// call (kernel compilation, autotune, caches), with the device synced
+/// before and after so queued GPU work is counted.
+#[allow(dead_code)]
+pub fn mean_ms(iters: usize, device: &burn::tensor::Device, mut f: impl FnMut()) -> f64 {
+    f();
+    let _ = device.sync();
+    let start = std::time::Instant::now();
+    for _ in 0..iters {
+        f();
+    }
+    let _ = device.sync();
+    start.elapsed().as_secs_f64() * 1e3 / iters as f64
+}

@@ -47,12 +47,11 @@ impl Explainer for FanHeatmap {
         }
         let mut labels = vec!["all".to_string()];
         labels.extend((1..=k).map(|l| format!("L{l}")));
-        Ok(Explanation {
-            method: Method::FanHeatmap,
-            roi: input.roi,
-            note: format!("FAN heat-maps of the last stack ({w}x{h}), each divided by its peak; 'all' is their maximum"),
-            maps: Some(MapStack::new(labels, w, h, data)?),
-            matrices: Vec::new(),
-        })
+        Ok(Explanation::of_maps(
+            Method::FanHeatmap,
+            input,
+            MapStack::new(labels, w, h, data)?,
+            format!("FAN heat-maps of the last stack ({w}x{h}), each divided by its peak; 'all' is their maximum"),
+        ))
     }
 }

@@ -231,16 +231,18 @@ pub fn explainer(method: Method, options: &ExplainOptions) -> Box<dyn Explainer>
     }
 }
 
+/// Why a face `width` px wide (detector box) gets no maps from `method`
+/// (None: it does; matrices do not depend on the face size).
+pub fn face_too_small(method: Method, width: f32) -> Option<String> {
+    (width < MIN_FACE_PX && !method.is_matrix())
+        .then(|| format!("the face is {width:.0} px wide; maps need at least {MIN_FACE_PX:.0} px"))
+}
+
 /// Why `method` cannot be shown for this model and face (None: it can):
 /// what the overlay menu greys out, with its reason.
 pub fn unavailable(method: Method, options: &ExplainOptions, model: &Predictor, face: Option<&Face>) -> Option<String> {
-    if let Some(f) = face {
-        let w = f.box_xywh()[2];
-        if w < MIN_FACE_PX && !method.is_matrix() {
-            return Some(format!("the face is {w:.0} px wide; maps need at least {MIN_FACE_PX:.0} px"));
-        }
-    }
-    explainer(method, options).unsupported(model)
+    face.and_then(|f| face_too_small(method, f.box_xywh()[2]))
+        .or_else(|| explainer(method, options).unsupported(model))
 }
 
 /// Explain one face: checks what [`unavailable`] checks, then runs.
@@ -252,20 +254,43 @@ pub fn explain(
     device: &Device,
 ) -> Result<Explanation, CoreError> {
     let e = explainer(method, options);
-    if let Some(why) = e.unsupported(model) {
+    if let Some(why) = e.unsupported(model).or_else(|| face_too_small(method, input.face_px)) {
         return Err(CoreError::Explain(why));
-    }
-    if input.face_px < MIN_FACE_PX && !method.is_matrix() {
-        return Err(CoreError::Explain(format!(
-            "the face is {:.0} px wide; maps need at least {MIN_FACE_PX:.0} px",
-            input.face_px
-        )));
     }
     e.explain(model, input, device)
 }
 
+impl Explanation {
+    /// An explanation made of maps over `input`'s crop.
+    fn of_maps(method: Method, input: &ExplainInput, maps: MapStack, note: String) -> Self {
+        Self { method, roi: input.roi, maps: Some(maps), matrices: Vec::new(), note }
+    }
+}
+
+/// A map the network computes in its forward pass (learned PI maps, ROI or
+/// LANet attention): `pick` takes it from the outputs; `labels` None means
+/// one map per AU. The note reads "`what` (WxH), `values`".
+#[allow(clippy::too_many_arguments)]
+fn network_maps(
+    model: &Predictor,
+    input: &ExplainInput,
+    device: &Device,
+    method: Method,
+    pick: impl FnOnce(ModelMaps) -> Option<Tensor<4>>,
+    labels: Option<Vec<String>>,
+    what: &str,
+    values: &str,
+) -> Result<Explanation, CoreError> {
+    let m = network(model, method).map_err(CoreError::Explain)?;
+    let t = pick(forward_maps(m, input, device)?)
+        .ok_or_else(|| CoreError::Explain(format!("{} returned no {what}", m.kind().title())))?;
+    let maps = MapStack::from_tensor(t, labels.unwrap_or_else(|| m.aus().to_vec()))?;
+    let note = format!("{what} ({}x{}), {values}", maps.width, maps.height);
+    Ok(Explanation::of_maps(method, input, maps, note))
+}
+
 /// The network behind a predictor, or why there is none.
-fn network<'a>(model: &'a Predictor, method: Method) -> Result<&'a AuModel, String> {
+fn network(model: &Predictor, method: Method) -> Result<&AuModel, String> {
     match model {
         Predictor::Net(m) => Ok(m),
         Predictor::Teacher(_) => Err(format!(

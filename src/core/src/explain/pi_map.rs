@@ -5,7 +5,7 @@
 
 use burn::tensor::Device;
 
-use super::{Explainer, ExplainInput, Explanation, MapStack, Method, forward_maps, net_of, network};
+use super::{Explainer, ExplainInput, Explanation, MapStack, Method, net_of, network_maps};
 use crate::error::CoreError;
 use crate::models::{Net, Predictor};
 use crate::training::regions::region_maps;
@@ -33,13 +33,12 @@ impl Explainer for PredefinedPiMap {
         }
         let aus = model.aus().to_vec();
         let data = region_maps(&aus, &input.landmarks, PREDEFINED_SIDE, PREDEFINED_SIGMA, None);
-        Ok(Explanation {
-            method: Method::PiMap,
-            roi: input.roi,
-            note: "predefined PI maps: AU regions (assets/au_regions.json) from the 68 landmarks, smoothed".into(),
-            maps: Some(MapStack::new(aus, PREDEFINED_SIDE, PREDEFINED_SIDE, data)?),
-            matrices: Vec::new(),
-        })
+        Ok(Explanation::of_maps(
+            Method::PiMap,
+            input,
+            MapStack::new(aus, PREDEFINED_SIDE, PREDEFINED_SIDE, data)?,
+            "predefined PI maps: AU regions (assets/au_regions.json) from the 68 landmarks, smoothed".into(),
+        ))
     }
 }
 
@@ -58,17 +57,6 @@ impl Explainer for LearnedPiMap {
     }
 
     fn explain(&self, model: &Predictor, input: &ExplainInput, device: &Device) -> Result<Explanation, CoreError> {
-        let m = network(model, Method::PiMapLearned).map_err(CoreError::Explain)?;
-        let pi = forward_maps(m, input, device)?
-            .pi_maps
-            .ok_or_else(|| CoreError::Explain("this PIAP model returned no PI maps".into()))?;
-        let maps = MapStack::from_tensor(pi, m.aus().to_vec())?;
-        Ok(Explanation {
-            method: Method::PiMapLearned,
-            roi: input.roi,
-            note: format!("learned PI maps ({}x{}), sigmoid outputs", maps.width, maps.height),
-            maps: Some(maps),
-            matrices: Vec::new(),
-        })
+        network_maps(model, input, device, Method::PiMapLearned, |m| m.pi_maps, None, "learned PI maps", "sigmoid outputs")
     }
 }

@@ -138,8 +138,8 @@ pub fn overlay(frame: &RgbImage, map: &[f32], w: usize, h: usize, roi: &Roi, sty
             }
             let c = style.colormap.lut_color(style.normalise(sample(map, w, h, u, v)));
             let p = out.get_pixel_mut(x, y);
-            for k in 0..3 {
-                p.0[k] = ((1.0 - a) * p.0[k] as f32 + a * c[k] as f32).round() as u8;
+            for (v, c) in p.0.iter_mut().zip(c) {
+                *v = ((1.0 - a) * *v as f32 + a * c as f32).round() as u8;
             }
         }
     }

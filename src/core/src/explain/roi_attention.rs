@@ -4,7 +4,7 @@
 
 use burn::tensor::Device;
 
-use super::{Explainer, ExplainInput, Explanation, MapStack, Method, forward_maps, net_of, network};
+use super::{Explainer, ExplainInput, Explanation, Method, net_of, network_maps};
 use crate::error::CoreError;
 use crate::models::{Net, Predictor};
 
@@ -23,18 +23,7 @@ impl Explainer for RoiAttention {
     }
 
     fn explain(&self, model: &Predictor, input: &ExplainInput, device: &Device) -> Result<Explanation, CoreError> {
-        let m = network(model, Method::RoiAttention).map_err(CoreError::Explain)?;
-        let t = forward_maps(m, input, device)?
-            .roi_attention
-            .ok_or_else(|| CoreError::Explain("TransAU returned no ROI attention".into()))?;
-        let maps = MapStack::from_tensor(t, m.aus().to_vec())?;
-        Ok(Explanation {
-            method: Method::RoiAttention,
-            roi: input.roi,
-            note: format!("TransAU ROI attention per AU ({}x{}), sigmoid outputs", maps.width, maps.height),
-            maps: Some(maps),
-            matrices: Vec::new(),
-        })
+        network_maps(model, input, device, Method::RoiAttention, |m| m.roi_attention, None, "ROI attention per AU", "sigmoid outputs")
     }
 }
 
@@ -53,17 +42,7 @@ impl Explainer for LanetAttention {
     }
 
     fn explain(&self, model: &Predictor, input: &ExplainInput, device: &Device) -> Result<Explanation, CoreError> {
-        let m = network(model, Method::LanetAttention).map_err(CoreError::Explain)?;
-        let t = forward_maps(m, input, device)?
-            .lanet_attention
-            .ok_or_else(|| CoreError::Explain("LRP-ARL-FF returned no LANet attention".into()))?;
-        let maps = MapStack::from_tensor(t, vec!["LANet".into()])?;
-        Ok(Explanation {
-            method: Method::LanetAttention,
-            roi: input.roi,
-            note: format!("LANet attention ({}x{}), shared by all AUs, sigmoid output", maps.width, maps.height),
-            maps: Some(maps),
-            matrices: Vec::new(),
-        })
+        let labels = Some(vec!["LANet".to_string()]);
+        network_maps(model, input, device, Method::LanetAttention, |m| m.lanet_attention, labels, "LANet attention", "shared by all AUs, sigmoid output")
     }
 }

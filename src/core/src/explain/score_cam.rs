@@ -23,7 +23,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::{Explainer, ExplainInput, Explanation, MapStack, Method, network, read};
 use crate::error::CoreError;
-use crate::models::{Predictor, Trace};
+use crate::models::{AuModel, Predictor, Trace};
 
 /// Masked inputs per forward pass.
 pub const DEFAULT_BATCH: usize = 32;
@@ -46,11 +46,7 @@ impl Explainer for ScoreCam {
         };
         let layers = m.cam_layers();
         match &self.layer {
-            Some(l) if !layers.contains(l) => Some(format!(
-                "{} has no layer '{l}' (layers: {})",
-                m.kind().title(),
-                layers.join(", ")
-            )),
+            Some(l) if !layers.contains(l) => Some(no_such_layer(m, l)),
             None if layers.is_empty() => Some(format!("{} exposes no conv layer", m.kind().title())),
             _ => None,
         }
@@ -59,21 +55,16 @@ impl Explainer for ScoreCam {
     fn explain(&self, model: &Predictor, input: &ExplainInput, device: &Device) -> Result<Explanation, CoreError> {
         let m = network(model, Method::ScoreCam).map_err(CoreError::Explain)?;
         let x = m.spec.input().to_tensor(std::slice::from_ref(&input.crop), device)?;
-        let layer = match &self.layer {
-            Some(l) => l.clone(),
+        let (layer, activation) = match &self.layer {
+            Some(l) => (l.clone(), layer_activation(m, x.clone(), l)?),
             None => default_layer(m, x.clone())?,
         };
-        let maps = model_score_cam(m, x, &layer, self.batch)?;
-        Ok(Explanation {
-            method: Method::ScoreCam,
-            roi: input.roi,
-            note: format!(
-                "Score-CAM on {layer} ({}x{}): softmax over channels of each AU's logit, min-max normalised per AU",
-                maps.width, maps.height
-            ),
-            maps: Some(maps),
-            matrices: Vec::new(),
-        })
+        let maps = cams_for(m, x, activation, self.batch)?;
+        let note = format!(
+            "Score-CAM on {layer} ({}x{}): softmax over channels of each AU's logit, min-max normalised per AU",
+            maps.width, maps.height
+        );
+        Ok(Explanation::of_maps(Method::ScoreCam, input, maps, note))
     }
 }
 
@@ -83,36 +74,46 @@ pub const MIN_DEFAULT_SIDE: usize = 7;
 /// The deepest CAM layer whose activation is at least
 /// [`MIN_DEFAULT_SIDE`] on each side (the paper's 7x7 for ResNet-50 at
 /// 224 px); if none is, the finest one. Small configurations (the demo
-/// weights) would otherwise get a 2x2 map from their last layer.
-pub fn default_layer(model: &crate::models::AuModel, x: Tensor<4>) -> Result<String, CoreError> {
-    let mut finest: Option<(usize, String)> = None;
+/// weights) would otherwise get a 2x2 map from their last layer. Returns
+/// the layer with its activation for `x`, so Score-CAM need not run it again.
+pub fn default_layer(model: &AuModel, x: Tensor<4>) -> Result<(String, Tensor<4>), CoreError> {
+    let mut finest: Option<(usize, String, Tensor<4>)> = None;
     for layer in model.cam_layers() {
         let mut trace = Trace::layer(&layer);
         model.forward(x.clone(), &mut trace);
         let Some(a) = trace.activation else { continue };
         let [_, _, h, w] = a.dims();
         if h.min(w) >= MIN_DEFAULT_SIDE {
-            return Ok(layer);
+            return Ok((layer, a));
         }
-        if finest.as_ref().is_none_or(|(s, _)| h * w > *s) {
-            finest = Some((h * w, layer));
+        if finest.as_ref().is_none_or(|(s, _, _)| h * w > *s) {
+            finest = Some((h * w, layer, a));
         }
     }
-    finest.map(|(_, l)| l).ok_or_else(|| CoreError::Explain(format!("{} exposes no conv layer", model.kind().title())))
+    finest.map(|(_, l, a)| (l, a)).ok_or_else(|| CoreError::Explain(format!("{} exposes no conv layer", model.kind().title())))
+}
+
+/// What a request for a layer the model does not have says.
+fn no_such_layer(model: &AuModel, layer: &str) -> String {
+    format!("{} has no layer '{layer}' (layers: {})", model.kind().title(), model.cam_layers().join(", "))
+}
+
+/// The activation of `layer` for `x`.
+fn layer_activation(model: &AuModel, x: Tensor<4>, layer: &str) -> Result<Tensor<4>, CoreError> {
+    let mut trace = Trace::layer(layer);
+    model.forward(x, &mut trace);
+    trace.activation.ok_or_else(|| CoreError::Explain(no_such_layer(model, layer)))
 }
 
 /// Score-CAM of every AU of `model` for the single input `x` ([1, 3, S, S])
 /// at `layer`.
-pub fn model_score_cam(model: &crate::models::AuModel, x: Tensor<4>, layer: &str, batch: usize) -> Result<MapStack, CoreError> {
-    let mut trace = Trace::layer(layer);
-    model.forward(x.clone(), &mut trace);
-    let activation = trace.activation.ok_or_else(|| {
-        CoreError::Explain(format!(
-            "{} has no layer '{layer}' (layers: {})",
-            model.kind().title(),
-            model.cam_layers().join(", ")
-        ))
-    })?;
+pub fn model_score_cam(model: &AuModel, x: Tensor<4>, layer: &str, batch: usize) -> Result<MapStack, CoreError> {
+    let activation = layer_activation(model, x.clone(), layer)?;
+    cams_for(model, x, activation, batch)
+}
+
+/// [`score_cam`] on `model`'s logits, as one map per AU.
+fn cams_for(model: &AuModel, x: Tensor<4>, activation: Tensor<4>, batch: usize) -> Result<MapStack, CoreError> {
     let cams = score_cam(x, activation, batch, |masked| model.forward(masked, &mut Trace::none()).logits)?;
     let [_, h, w] = cams.dims();
     MapStack::new(model.aus().to_vec(), w, h, read(cams)?)
