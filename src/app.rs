@@ -403,7 +403,7 @@ impl AuscopeApp {
         let wanted = self.explain_wanted();
         let Some(shown) = &mut self.shown else { return };
         let faces = &shown.analyzed.faces;
-        self.explain.panel_ui(ui, self.model.as_ref(), selected.map(|i| &faces[i]), wanted.as_ref());
+        self.explain.panel_ui(ui, self.model.as_ref(), selected.map(|i| &faces[i]), wanted.as_ref(), self.show_timings);
         if !self.show_crop {
             return;
         }

@@ -102,8 +102,16 @@ impl ExplainState {
         Some(MapOverlay { map: map.clone(), roi: e.roi, style: self.style })
     }
 
-    /// The Explain section. `face` is the selected face.
-    pub fn panel_ui(&mut self, ui: &mut egui::Ui, model: Option<&ModelInfo>, face: Option<&Face>, wanted: Option<&ExplainRequest>) {
+    /// The Explain section. `face` is the selected face; `timings` adds the
+    /// computation time (View > Frame timings).
+    pub fn panel_ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        model: Option<&ModelInfo>,
+        face: Option<&Face>,
+        wanted: Option<&ExplainRequest>,
+        timings: bool,
+    ) {
         ui.separator();
         ui.strong("Explain");
         let Some(model) = model else {
@@ -165,7 +173,7 @@ impl ExplainState {
             ui.label(format!("{} matrices: see the panel on the left.", e.matrices.len()));
             colormap_ui(ui, &mut self.style.colormap);
         }
-        ui.small(format!("{} ({ms:.0} ms)", e.note));
+        ui.small(if timings { format!("{} ({ms:.0} ms)", e.note) } else { e.note.clone() });
     }
 }
 
