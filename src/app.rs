@@ -13,6 +13,17 @@ use auscope_core::models::PredictorKind;
 use crate::explain_ui::ExplainState;
 use crate::worker::{AnalyzedFrame, ModelInfo, ModelRequest, Reply, Request, Worker};
 
+/// The second viewer of a side-by-side comparison: the same frame and face,
+/// another method or another model.
+struct Compare {
+    /// None: the main model.
+    kind: Option<PredictorKind>,
+    /// The other model once the worker loaded it.
+    model: Option<ModelInfo>,
+    loading: bool,
+    explain: ExplainState,
+}
+
 /// What is on screen for the current frame.
 struct Shown {
     analyzed: AnalyzedFrame,
@@ -43,8 +54,16 @@ pub struct AuscopeApp {
     model: Option<ModelInfo>,
     model_loading: bool,
     explain: ExplainState,
+    /// Side by side: a second viewer with its own explanation.
+    compare: Option<Compare>,
     /// The GPU overlay pipeline is installed in egui's renderer.
     gpu_overlay: bool,
+    /// A passing message (e.g. what Export wrote), shown until dismissed.
+    notice: Option<String>,
+    /// The model asked for last, and the one in use (jobs load their own copy).
+    model_pending: Option<ModelRequest>,
+    model_request: Option<ModelRequest>,
+    correlation: crate::correlation_ui::CorrelationPanel,
 }
 
 impl AuscopeApp {
@@ -71,8 +90,13 @@ impl AuscopeApp {
             model_wanted: None,
             model: None,
             model_loading: false,
-            explain: ExplainState::default(),
+            explain: ExplainState::for_view(0),
+            compare: None,
             gpu_overlay: false,
+            notice: None,
+            model_pending: None,
+            model_request: None,
+            correlation: Default::default(),
         };
         if let Some(path) = open {
             app.open(path);
@@ -107,6 +131,47 @@ impl AuscopeApp {
         self.explain.current(self.explain_wanted().as_ref()).cloned()
     }
 
+    /// Turn the side-by-side view on with `kind` on the right (None: the
+    /// main model), or off.
+    pub fn set_compare(&mut self, on: bool, kind: Option<PredictorKind>) {
+        if !on {
+            self.compare = None;
+            self.worker.send(Request::SetCompareModel(None));
+            return;
+        }
+        let c = self.compare.get_or_insert_with(|| Compare { kind: None, model: None, loading: false, explain: ExplainState::for_view(1) });
+        if c.kind != kind || (kind.is_some() && c.model.is_none() && !c.loading) {
+            c.kind = kind;
+            c.model = None;
+            c.explain.reset();
+            let request = kind.map(|kind| ModelRequest { kind, weights: None });
+            c.loading = request.is_some() && self.worker.send(Request::SetCompareModel(request));
+        }
+    }
+
+    /// Choose the right viewer's explanation (None: off) and map.
+    pub fn set_compare_explain(&mut self, method: Option<auscope_core::explain::Method>, label: Option<&str>) {
+        if let Some(c) = &mut self.compare {
+            c.explain.method = method;
+            c.explain.label = label.map(str::to_string);
+        }
+    }
+
+    /// The right viewer's explanation, if computed.
+    pub fn compare_explanation(&self) -> Option<std::sync::Arc<auscope_core::explain::Explanation>> {
+        let c = self.compare.as_ref()?;
+        c.explain.current(self.compare_wanted().as_ref()).cloned()
+    }
+
+    /// The model the right viewer explains: its own, or the main one.
+    fn compare_model(&self) -> Option<&ModelInfo> {
+        let c = self.compare.as_ref()?;
+        match c.kind {
+            Some(_) => c.model.as_ref(),
+            None => self.model.as_ref(),
+        }
+    }
+
     /// The explanation the panel asks for: the selected face of the frame on screen.
     fn explain_wanted(&self) -> Option<crate::worker::ExplainRequest> {
         let shown = self.shown.as_ref()?;
@@ -114,9 +179,112 @@ impl AuscopeApp {
         self.explain.wanted(shown.analyzed.frame.id.index, face, self.model.as_ref())
     }
 
+    fn compare_wanted(&self) -> Option<crate::worker::ExplainRequest> {
+        let shown = self.shown.as_ref()?;
+        let face = self.selected_face.filter(|&i| i < shown.analyzed.faces.len());
+        self.compare.as_ref()?.explain.wanted(shown.analyzed.frame.id.index, face, self.compare_model())
+    }
+
+    /// Write the explanation of viewer `view` (0: main, 1: right) on screen
+    /// to `dir`: every map as an overlay PNG and a .npy, every matrix, and
+    /// explain.json. Returns the files written.
+    pub fn export_explanation(&self, view: usize, dir: &std::path::Path) -> Result<Vec<PathBuf>, String> {
+        use auscope_core::explain::export::{ExportIndex, MapSelection, slug, write_explanation};
+        let (state, wanted, model) = match view {
+            0 => (&self.explain, self.explain_wanted(), self.model.as_ref()),
+            _ => {
+                let c = self.compare.as_ref().ok_or("the side-by-side view is off")?;
+                (&c.explain, self.compare_wanted(), self.compare_model())
+            }
+        };
+        let (Some(shown), Some(model), Some(w)) = (&self.shown, model, wanted.as_ref()) else {
+            return Err("nothing to export: choose a model, a face and a method".into());
+        };
+        let e = state.current(Some(w)).ok_or("the explanation is still being computed")?;
+        std::fs::create_dir_all(dir).map_err(|err| format!("{}: {err}", dir.display()))?;
+        let input = self.source.as_ref().map(|s| s.path.clone()).unwrap_or_default();
+        let stem = input.file_stem().and_then(|s| s.to_str()).unwrap_or("frame").to_string();
+        let base = format!("{}_f{:05}_face{}_{}_{}", stem, w.frame, w.face, slug(model.kind.name()), e.method.name());
+        let style = auscope_core::explain::render::OverlayStyle { range: [0.0, 1.0], ..state.style };
+        let files = write_explanation(dir, &base, &shown.analyzed.frame.image, e, MapSelection::All, &style, w.frame, w.face)
+            .map_err(|err| err.to_string())?;
+        let index = ExportIndex {
+            input: input.display().to_string(),
+            model: model.kind.name().into(),
+            weights: model.source.clone(),
+            method: e.method,
+            layer: w.options.layer.clone(),
+            note: e.note.clone(),
+            files,
+            skipped: Vec::new(),
+        };
+        let json = index.write(dir).map_err(|err| err.to_string())?;
+        let mut written: Vec<PathBuf> = index.files.iter().flat_map(|f| [dir.join(&f.png), dir.join(&f.npy)]).collect();
+        written.push(json);
+        Ok(written)
+    }
+
+    /// Export pressed in a panel: ask for a folder and write there.
+    fn handle_export(&mut self) {
+        let views: Vec<usize> = [
+            std::mem::take(&mut self.explain.export_clicked).then_some(0),
+            self.compare.as_mut().and_then(|c| std::mem::take(&mut c.explain.export_clicked).then_some(1)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        for view in views {
+            let Some(dir) = rfd::FileDialog::new().set_title("Export the explanation to a folder").pick_folder() else { continue };
+            match self.export_explanation(view, &dir) {
+                Ok(files) => self.notice = Some(format!("Exported {} files to {}", files.len(), dir.display())),
+                Err(e) => self.error = Some(format!("export: {e}")),
+            }
+        }
+    }
+
     /// Whether a frame is on screen (tests wait for this).
     pub fn has_frame(&self) -> bool {
         self.shown.is_some()
+    }
+
+    /// Start "AU correlation over the video" on every `every`th frame of the
+    /// open source with the current model, labels from `labels` if given.
+    pub fn start_video_correlation(&mut self, every: usize, labels: Option<PathBuf>) {
+        self.correlation.every = every;
+        self.correlation.labels = labels;
+        self.correlation.start_clicked = true;
+        self.handle_correlation();
+    }
+
+    /// The finished correlation: matrices and the frames left out, or the error.
+    pub fn video_correlation(&self) -> Option<&Result<(auscope_core::explain::video::VideoCorrelation, Vec<String>), String>> {
+        self.correlation.result.as_ref()
+    }
+
+    fn handle_correlation(&mut self) {
+        if !std::mem::take(&mut self.correlation.start_clicked) {
+            return;
+        }
+        let (Some(source), Some(model)) = (&self.source, &self.model_request) else {
+            self.correlation.result = Some(Err("open a video and choose an AU model first".into()));
+            return;
+        };
+        let spec = crate::correlation_job::CorrelationSpec {
+            video: source.path.clone(),
+            model: model.clone(),
+            detector: self.detector,
+            every: self.correlation.every.max(1),
+            labels: self.correlation.labels.clone(),
+        };
+        match crate::correlation_job::CorrelationJob::spawn(spec, self.worker.device.clone(), Box::new(|| {})) {
+            Ok(job) => self.correlation.started(job),
+            Err(e) => self.correlation.result = Some(Err(format!("could not start the job: {e}"))),
+        }
+    }
+
+    /// Width and height of the frame on screen.
+    pub fn frame_size(&self) -> Option<(u32, u32)> {
+        self.shown.as_ref().map(|s| s.analyzed.frame.image.dimensions())
     }
 
     /// Faces in the frame on screen.
@@ -149,7 +317,8 @@ impl AuscopeApp {
     /// Switch the AU model; `weights` None runs it on its shipped demo weights.
     pub fn set_model(&mut self, kind: Option<PredictorKind>, weights: Option<PathBuf>) {
         let request = kind.map(|kind| ModelRequest { kind, weights });
-        if self.worker.send(Request::SetModel(request)) {
+        if self.worker.send(Request::SetModel(request.clone())) {
+            self.model_pending = request;
             self.model_wanted = kind;
             self.model_loading = true;
             self.requested = None;
@@ -170,6 +339,7 @@ impl AuscopeApp {
             match reply {
                 Reply::Opened(Ok(info)) => {
                     self.source = Some(info);
+                    self.correlation.clear();
                     self.wanted = 0;
                     self.requested = None;
                     self.shown = None;
@@ -209,6 +379,8 @@ impl AuscopeApp {
                         Ok(info) => {
                             self.model_wanted = info.as_ref().map(|i| i.kind);
                             self.model = info;
+                            self.model_request = self.model_pending.take();
+                            self.correlation.clear();
                         }
                         Err(e) => {
                             self.model_wanted = self.model.as_ref().map(|i| i.kind);
@@ -217,8 +389,28 @@ impl AuscopeApp {
                     }
                     self.requested = None;
                     self.explain.reset();
+                    if let Some(c) = &mut self.compare {
+                        c.explain.reset();
+                    }
                 }
-                Reply::Explanation { request, result, ms } => self.explain.on_reply(request, result, ms),
+                Reply::CompareModel(result) => {
+                    if let Some(c) = &mut self.compare {
+                        c.loading = false;
+                        match result {
+                            Ok(info) => c.model = info,
+                            Err(e) => {
+                                c.kind = None;
+                                self.error = Some(format!("side-by-side model: {e}"));
+                            }
+                        }
+                        c.explain.reset();
+                    }
+                }
+                Reply::Explanation { request, result, ms } => match (request.view, &mut self.compare) {
+                    (1, Some(c)) => c.explain.on_reply(request, result, ms),
+                    (1, None) => {}
+                    _ => self.explain.on_reply(request, result, ms),
+                },
             }
         }
         if self.source.is_some()
@@ -401,9 +593,47 @@ impl AuscopeApp {
         let selected = self.selected_face.filter(|&i| i < faces.len());
         au_panel_ui(ui, self.model.as_ref(), self.model_loading, &shown.analyzed, selected);
         let wanted = self.explain_wanted();
+        let compare_wanted = self.compare_wanted();
+        let compare_model = self.compare_model().cloned();
         let Some(shown) = &mut self.shown else { return };
         let faces = &shown.analyzed.faces;
-        self.explain.panel_ui(ui, self.model.as_ref(), selected.map(|i| &faces[i]), wanted.as_ref(), self.show_timings);
+        let face = selected.map(|i| &faces[i]);
+        let title = if self.compare.is_some() { "Explain (left)" } else { "Explain" };
+        self.explain.panel_ui(ui, title, self.model.as_ref(), face, wanted.as_ref(), self.show_timings);
+        if self.model.is_some() {
+            let mut on = self.compare.is_some();
+            let mut kind = self.compare.as_ref().and_then(|c| c.kind);
+            let mut changed = ui
+                .checkbox(&mut on, "Side by side")
+                .on_hover_text("A second view of the same face: another method, or another model")
+                .changed();
+            if let Some(c) = &mut self.compare {
+                ui.push_id("compare", |ui| {
+                    let shown = kind.map_or("Same model", |k| k.title());
+                    egui::ComboBox::from_label("Right model").selected_text(shown).show_ui(ui, |ui| {
+                        changed |= ui.selectable_value(&mut kind, None, "Same model").changed();
+                        for k in PredictorKind::all() {
+                            changed |= ui.selectable_value(&mut kind, Some(k), k.title()).changed();
+                        }
+                    });
+                    if c.loading {
+                        ui.horizontal(|ui| {
+                            ui.spinner();
+                            ui.label("Loading the right model…");
+                        });
+                    } else {
+                        c.explain.panel_ui(ui, "Explain (right)", compare_model.as_ref(), face, compare_wanted.as_ref(), self.show_timings);
+                    }
+                });
+            }
+            if changed {
+                self.set_compare(on, kind);
+            }
+        }
+        let video = self.source.as_ref().is_some_and(|s| s.frame_count > 1);
+        self.correlation.panel_ui(ui, video, self.model.is_some());
+        let Some(shown) = &mut self.shown else { return };
+        let faces = &shown.analyzed.faces;
         if !self.show_crop {
             return;
         }
@@ -587,6 +817,12 @@ impl eframe::App for AuscopeApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         let ctx = ui.ctx().clone();
         self.poll_worker(&ctx);
+        self.handle_export();
+        self.handle_correlation();
+        if self.correlation.poll() {
+            // The job has no handle on the context; look again shortly.
+            ctx.request_repaint_after(std::time::Duration::from_millis(100));
+        }
         self.keyboard(&ctx);
         let dropped = ctx.input(|i| {
             i.raw
@@ -608,15 +844,41 @@ impl eframe::App for AuscopeApp {
                 egui::ScrollArea::vertical().show(ui, |ui| self.face_panel_ui(ui));
             });
         let wanted = self.explain_wanted();
-        if self.explain.has_matrices(wanted.as_ref()) {
+        let compare_wanted = self.compare_wanted();
+        let compare_matrices = self.compare.as_ref().is_some_and(|c| c.explain.has_matrices(compare_wanted.as_ref()));
+        let video_matrices = self.correlation.has_matrices();
+        if self.explain.has_matrices(wanted.as_ref()) || compare_matrices || video_matrices {
             egui::Panel::left("matrices")
                 .default_size(380.0)
                 .min_size(300.0)
                 .show(ui, |ui| {
-                    egui::ScrollArea::vertical().show(ui, |ui| self.explain.matrix_panel_ui(ui, wanted.as_ref()));
+                    egui::ScrollArea::vertical().show(ui, |ui| {
+                        self.explain.matrix_panel_ui(ui, wanted.as_ref());
+                        if let Some(c) = &mut self.compare
+                            && compare_matrices
+                        {
+                            ui.separator();
+                            ui.push_id("compare-matrices", |ui| {
+                                ui.label("Right view:");
+                                c.explain.matrix_panel_ui(ui, compare_wanted.as_ref());
+                            });
+                        }
+                        if video_matrices {
+                            ui.separator();
+                            self.correlation.matrix_panel_ui(ui, self.explain.style.colormap);
+                        }
+                    });
                 });
         }
         egui::CentralPanel::default().show(ui, |ui| {
+            if let Some(notice) = self.notice.clone() {
+                ui.horizontal(|ui| {
+                    ui.label(notice);
+                    if ui.small_button("OK").clicked() {
+                        self.notice = None;
+                    }
+                });
+            }
             if let Some(error) = self.error.clone() {
                 ui.horizontal(|ui| {
                     ui.colored_label(
@@ -630,23 +892,50 @@ impl eframe::App for AuscopeApp {
             }
             self.explain.request(&self.worker, wanted.clone());
             let map = self.explain.overlay(wanted.as_ref());
+            let compare = self.compare.as_mut().map(|c| {
+                c.explain.request(&self.worker, compare_wanted.clone());
+                let caption = c.explain.caption(compare_wanted.as_ref());
+                let model = match c.kind {
+                    Some(k) => k.title(),
+                    None => self.model.as_ref().map_or("", |m| m.kind.title()),
+                };
+                (c.explain.overlay(compare_wanted.as_ref()), format!("{model}: {}", caption.unwrap_or_else(|| "no explanation".into())))
+            });
             match &self.shown {
                 Some(shown) => {
                     let size = Vec2::new(
                         shown.analyzed.frame.image.width() as f32,
                         shown.analyzed.frame.image.height() as f32,
                     );
-                    let clicked = viewer_ui(
-                        ui,
-                        &shown.texture,
-                        size,
-                        &shown.analyzed.faces,
-                        self.selected_face,
-                        self.overlay,
-                        &mut self.view,
-                        map.as_ref(),
-                        self.gpu_overlay,
-                    );
+                    let viewer = |ui: &mut egui::Ui, map: Option<&crate::explain_ui::MapOverlay>, slot: usize, view: &mut ViewTransform| {
+                        viewer_ui(ui, &shown.texture, size, &shown.analyzed.faces, self.selected_face, self.overlay, view, map, self.gpu_overlay, slot)
+                    };
+                    let clicked = match compare {
+                        None => viewer(ui, map.as_ref(), 0, &mut self.view),
+                        Some((right, right_caption)) => {
+                            // One pan/zoom for both, so the same pixels line up.
+                            let left_caption = format!(
+                                "{}: {}",
+                                self.model.as_ref().map_or("", |m| m.kind.title()),
+                                self.explain.caption(wanted.as_ref()).unwrap_or_else(|| "no explanation".into())
+                            );
+                            let mut view = self.view;
+                            let mut clicked = None;
+                            ui.columns(2, |cols| {
+                                cols[0].label(left_caption);
+                                clicked = clicked.or(viewer(&mut cols[0], map.as_ref(), 0, &mut view));
+                                let synced = view;
+                                cols[1].label(right_caption);
+                                let mut right_view = synced;
+                                clicked = clicked.or(viewer(&mut cols[1], right.as_ref(), 1, &mut right_view));
+                                if right_view != synced {
+                                    view = right_view;
+                                }
+                            });
+                            self.view = view;
+                            clicked
+                        }
+                    };
                     if clicked.is_some() {
                         self.selected_face = clicked;
                     }

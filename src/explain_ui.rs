@@ -16,6 +16,10 @@ use crate::worker::{ExplainRequest, ModelInfo, Request, Worker};
 
 #[derive(Default)]
 pub struct ExplainState {
+    /// Which viewer this panel drives (0: main, 1: side by side).
+    pub view: usize,
+    /// The Export button was pressed; the app asks for a folder.
+    pub export_clicked: bool,
     /// None: no overlay.
     pub method: Option<Method>,
     /// The map shown (an AU, "L34", "all"); None: the first.
@@ -41,11 +45,27 @@ pub struct MapOverlay {
 }
 
 impl ExplainState {
+    /// The panel of viewer `view`.
+    pub fn for_view(view: usize) -> Self {
+        ExplainState { view, ..Self::default() }
+    }
+
+    /// One line naming what is shown: method and map.
+    pub fn caption(&self, wanted: Option<&ExplainRequest>) -> Option<String> {
+        let e = self.current(wanted)?;
+        let map = e.maps.as_ref().map(|m| {
+            let l = self.label.clone().filter(|l| m.index_of(l).is_some()).unwrap_or_else(|| m.labels[0].clone());
+            format!(", {l}")
+        });
+        Some(format!("{}{}", e.method.title(), map.unwrap_or_default()))
+    }
+
     /// The request for what the panel asks to show, if anything.
     pub fn wanted(&self, frame: usize, face: Option<usize>, model: Option<&ModelInfo>) -> Option<ExplainRequest> {
         let method = self.method?;
         let model = model?;
         Some(ExplainRequest {
+            view: self.view,
             frame,
             face: face?,
             method,
@@ -107,13 +127,14 @@ impl ExplainState {
     pub fn panel_ui(
         &mut self,
         ui: &mut egui::Ui,
+        title: &str,
         model: Option<&ModelInfo>,
         face: Option<&Face>,
         wanted: Option<&ExplainRequest>,
         timings: bool,
     ) {
         ui.separator();
-        ui.strong("Explain");
+        ui.strong(title);
         let Some(model) = model else {
             ui.label("Choose an AU model to explain it.");
             return;
@@ -174,6 +195,13 @@ impl ExplainState {
             colormap_ui(ui, &mut self.style.colormap);
         }
         ui.small(if timings { format!("{} ({ms:.0} ms)", e.note) } else { e.note.clone() });
+        if ui
+            .button("Export…")
+            .on_hover_text("Write every map of this explanation as an overlay PNG and a float array (.npy), and its matrices, to a folder")
+            .clicked()
+        {
+            self.export_clicked = true;
+        }
     }
 }
 
@@ -200,6 +228,7 @@ impl ExplainState {
                 }
             });
         matrix_ui(ui, &e.matrices[self.matrix], self.style.colormap);
+        ui.small("Rows: queries (or the first AU); columns: keys.");
     }
 }
 
@@ -271,5 +300,4 @@ pub fn matrix_ui(ui: &mut egui::Ui, m: &Matrix, colormap: Colormap) {
         }
     }
     colour_bar(ui, colormap, m.range);
-    ui.small("Rows: queries (or the first AU); columns: keys.");
 }

@@ -1,6 +1,8 @@
 //! auscope's GUI shell over `auscope_core`: window, viewer, timeline, panels.
 
 pub mod app;
+pub mod correlation_job;
+pub mod correlation_ui;
 pub mod explain_ui;
 pub mod gpu;
 pub mod overlay_gpu;

@@ -40,12 +40,21 @@ pub struct OverlayDraw {
 struct Resources {
     pipeline: wgpu::RenderPipeline,
     layout: wgpu::BindGroupLayout,
-    uniforms: wgpu::Buffer,
     luts: Vec<(Colormap, wgpu::TextureView)>,
     srgb_target: bool,
-    /// The uploaded map and its bind group: (map id, colour map) it was built for.
+    /// One per viewer drawn in the same frame (side-by-side comparison):
+    /// each has its own uniforms and map, since every callback's `prepare`
+    /// runs before any `paint`.
+    slots: Vec<Slot>,
+}
+
+struct Slot {
+    uniforms: wgpu::Buffer,
     current: Option<(u64, Colormap, wgpu::Texture, wgpu::BindGroup)>,
 }
+
+/// Viewers that can show a map in the same frame.
+pub const SLOTS: usize = 2;
 
 /// Create the overlay pipeline in egui's renderer; without it the viewer
 /// falls back to a CPU-blended texture.
@@ -116,12 +125,17 @@ pub fn install(render_state: &RenderState) {
         multiview_mask: None,
         cache: None,
     });
-    let uniforms = device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("auscope overlay params"),
-        size: 64,
-        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
+    let slots = (0..SLOTS)
+        .map(|_| Slot {
+            uniforms: device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("auscope overlay params"),
+                size: 64,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+            current: None,
+        })
+        .collect();
     let luts = Colormap::ALL
         .into_iter()
         .map(|c| {
@@ -133,10 +147,9 @@ pub fn install(render_state: &RenderState) {
     render_state.renderer.write().callback_resources.insert(Resources {
         pipeline,
         layout,
-        uniforms,
         luts,
         srgb_target: format.is_srgb(),
-        current: None,
+        slots,
     });
 }
 
@@ -177,13 +190,15 @@ pub fn installed(render_state: &RenderState) -> bool {
 }
 
 /// The paint callback for `draw` over the viewer rect `view`.
-pub fn paint_callback(view: egui::Rect, draw: OverlayDraw) -> egui::PaintCallback {
-    egui_wgpu::Callback::new_paint_callback(view, Callback { view, draw })
+/// `slot` < [`SLOTS`]: which viewer draws (each viewer its own).
+pub fn paint_callback(view: egui::Rect, draw: OverlayDraw, slot: usize) -> egui::PaintCallback {
+    egui_wgpu::Callback::new_paint_callback(view, Callback { view, draw, slot: slot.min(SLOTS - 1) })
 }
 
 struct Callback {
     view: egui::Rect,
     draw: OverlayDraw,
+    slot: usize,
 }
 
 impl CallbackTrait for Callback {
@@ -206,8 +221,9 @@ impl CallbackTrait for Callback {
             d.range[0], d.range[1], d.map.width as f32, d.map.height as f32,
         ];
         let bytes: Vec<u8> = params.iter().flat_map(|v| v.to_le_bytes()).collect();
-        queue.write_buffer(&r.uniforms, 0, &bytes);
-        let fresh = !matches!(&r.current, Some((id, c, _, _)) if *id == d.map.id && *c == d.colormap);
+        let slot = &r.slots[self.slot];
+        queue.write_buffer(&slot.uniforms, 0, &bytes);
+        let fresh = !matches!(&slot.current, Some((id, c, _, _)) if *id == d.map.id && *c == d.colormap);
         if fresh && d.map.width > 0 && d.map.height > 0 {
             let values: Vec<u8> = d.map.values.iter().flat_map(|v| v.to_le_bytes()).collect();
             let t = texture(device, queue, "auscope map", d.map.width, d.map.height, wgpu::TextureFormat::R32Float, &values, 4);
@@ -217,19 +233,19 @@ impl CallbackTrait for Callback {
                 label: Some("auscope overlay"),
                 layout: &r.layout,
                 entries: &[
-                    wgpu::BindGroupEntry { binding: 0, resource: r.uniforms.as_entire_binding() },
+                    wgpu::BindGroupEntry { binding: 0, resource: slot.uniforms.as_entire_binding() },
                     wgpu::BindGroupEntry { binding: 1, resource: wgpu::BindingResource::TextureView(&view) },
                     wgpu::BindGroupEntry { binding: 2, resource: wgpu::BindingResource::TextureView(lut) },
                 ],
             });
-            r.current = Some((d.map.id, d.colormap, t, bind));
+            r.slots[self.slot].current = Some((d.map.id, d.colormap, t, bind));
         }
         Vec::new()
     }
 
     fn paint(&self, _info: egui::PaintCallbackInfo, pass: &mut wgpu::RenderPass<'static>, resources: &CallbackResources) {
         let Some(r) = resources.get::<Resources>() else { return };
-        let Some((_, _, _, bind)) = &r.current else { return };
+        let Some((_, _, _, bind)) = &r.slots[self.slot].current else { return };
         pass.set_pipeline(&r.pipeline);
         pass.set_bind_group(0, bind, &[]);
         pass.draw(0..4, 0..1);

@@ -43,7 +43,8 @@ pub fn screen_from_frame(
 
 /// Show the frame, with `map` (an explanation over a face crop) blended on
 /// it by the GPU overlay when `gpu`, else by a CPU-coloured texture; returns
-/// the index of a face the user clicked on.
+/// the index of a face the user clicked on. `slot` tells viewers drawn in the
+/// same frame apart (0 or 1).
 #[allow(clippy::too_many_arguments)]
 pub fn viewer_ui(
     ui: &mut egui::Ui,
@@ -55,6 +56,7 @@ pub fn viewer_ui(
     transform: &mut ViewTransform,
     map: Option<&MapOverlay>,
     gpu: bool,
+    slot: usize,
 ) -> Option<usize> {
     let (view, response) = ui.allocate_exact_size(ui.available_size(), Sense::click_and_drag());
     if response.dragged() {
@@ -95,6 +97,7 @@ pub fn viewer_ui(
             painter.add(paint_callback(
                 view,
                 OverlayDraw { map: m.map.clone(), colormap: m.style.colormap, opacity: m.style.opacity, range: m.style.range, corners },
+                slot,
             ));
         } else {
             // No wgpu renderer (or the pipeline failed): colour on the CPU,

@@ -24,6 +24,9 @@ pub enum Request {
     SetDetector(DetectorKind),
     /// Run this AU model on every frame (None: no AU model).
     SetModel(Option<ModelRequest>),
+    /// Load a second model for side-by-side explanations (None: unload it).
+    /// It explains on request only; AU probabilities stay the main model's.
+    SetCompareModel(Option<ModelRequest>),
     /// Explain a face of the frame last analysed.
     Explain(ExplainRequest),
 }
@@ -31,6 +34,9 @@ pub enum Request {
 /// What to explain; the reply carries it back so the UI can drop stale ones.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ExplainRequest {
+    /// Which viewer asks (0: main, 1: the side-by-side one); each viewer's
+    /// newest request is served.
+    pub view: usize,
     pub frame: usize,
     pub face: usize,
     pub method: Method,
@@ -84,6 +90,8 @@ pub enum Reply {
     Fatal(String),
     /// The AU model was (un)loaded, or failed to load (the previous one stays).
     Model(Result<Option<ModelInfo>, String>),
+    /// The same for the side-by-side model.
+    CompareModel(Result<Option<ModelInfo>, String>),
     Explanation {
         request: ExplainRequest,
         result: Result<Arc<Explanation>, String>,
@@ -92,6 +100,8 @@ pub enum Reply {
 }
 
 pub struct Worker {
+    /// The device the models run on (background jobs use it too).
+    pub device: Device,
     requests: SyncSender<Request>,
     pub replies: Receiver<Reply>,
     _thread: JoinHandle<()>,
@@ -104,8 +114,12 @@ impl Worker {
         let (rep_tx, rep_rx) = sync_channel::<Reply>(8);
         let thread = std::thread::Builder::new()
             .name("auscope-frames".into())
-            .spawn(move || serve(device, req_rx, rep_tx, repaint))?;
+            .spawn({
+                let device = device.clone();
+                move || serve(device, req_rx, rep_tx, repaint)
+            })?;
         Ok(Worker {
+            device,
             requests: req_tx,
             replies: rep_rx,
             _thread: thread,
@@ -140,6 +154,7 @@ fn serve(
     let mut source: Option<Box<dyn FrameSource>> = None;
     let mut source_path = String::new();
     let mut model: Option<Predictor> = None;
+    let mut compare: Option<Predictor> = None;
     // The frame last analysed (explanations are of its faces) and recent
     // explanations.
     let mut current: Option<(usize, auscope_core::frame::Frame, Vec<Face>)> = None;
@@ -155,7 +170,8 @@ fn serve(
             }
         }
         let last_frame = batch.iter().rposition(|r| matches!(r, Request::Frame(_)));
-        let last_explain = batch.iter().rposition(|r| matches!(r, Request::Explain(_)));
+        let last_explain = |view: usize| batch.iter().rposition(|r| matches!(r, Request::Explain(e) if e.view == view));
+        let last_explain = [last_explain(0), last_explain(1)];
         for (i, request) in batch.into_iter().enumerate() {
             let alive = match request {
                 Request::Open(path) => {
@@ -186,32 +202,24 @@ fn serve(
                     model = None;
                     reply(Reply::Model(Ok(None)))
                 }
-                Request::SetModel(Some(req)) => {
-                    match open_predictor(req.kind, ModelFiles { weights: req.weights.as_deref(), ..ModelFiles::default() }, &device) {
-                        Ok(m) => {
-                            let options = ExplainOptions::default();
-                            let info = ModelInfo {
-                                kind: req.kind,
-                                aus: m.aus().to_vec(),
-                                source: m.source(),
-                                params: m.num_params(),
-                                random: m.is_random(),
-                                demo: m.is_demo(),
-                                methods: Method::ALL
-                                    .into_iter()
-                                    .map(|method| (method, auscope_core::explain::unavailable(method, &options, &m, None)))
-                                    .collect(),
-                                cam_layers: match &m {
-                                    Predictor::Net(net) => net.cam_layers(),
-                                    Predictor::Teacher(_) => Vec::new(),
-                                },
-                            };
-                            model = Some(m);
-                            reply(Reply::Model(Ok(Some(info))))
-                        }
-                        Err(e) => reply(Reply::Model(Err(e.to_string()))),
+                Request::SetModel(Some(req)) => match load_model(&req, &device) {
+                    Ok((m, info)) => {
+                        model = Some(m);
+                        reply(Reply::Model(Ok(Some(info))))
                     }
+                    Err(e) => reply(Reply::Model(Err(e))),
+                },
+                Request::SetCompareModel(None) => {
+                    compare = None;
+                    reply(Reply::CompareModel(Ok(None)))
                 }
+                Request::SetCompareModel(Some(req)) => match load_model(&req, &device) {
+                    Ok((m, info)) => {
+                        compare = Some(m);
+                        reply(Reply::CompareModel(Ok(Some(info))))
+                    }
+                    Err(e) => reply(Reply::CompareModel(Err(e))),
+                },
                 Request::Frame(index) if Some(i) == last_frame => match source.as_mut() {
                     Some(s) => {
                         let result = analyze(s.as_mut(), &pipeline, model.as_ref(), &device, index);
@@ -223,7 +231,7 @@ fn serve(
                     None => true,
                 },
                 Request::Frame(_) => true,
-                Request::Explain(request) if Some(i) == last_explain => {
+                Request::Explain(request) if last_explain.contains(&Some(i)) => {
                     let t0 = Instant::now();
                     let key = CacheKey {
                         frame: (source_path.clone(), request.frame),
@@ -232,9 +240,11 @@ fn serve(
                         method: request.method,
                         options: request.options.clone(),
                     };
-                    let result = match (cache.get(&key), &current, &model) {
+                    // The main or the side-by-side model, whichever the request names.
+                    let named = [&model, &compare].into_iter().flatten().find(|m| m.source() == request.model);
+                    let result = match (cache.get(&key), &current, named) {
                         (Some(hit), _, _) => Ok(hit),
-                        (None, Some((index, frame, faces)), Some(m)) if *index == request.frame && m.source() == request.model => {
+                        (None, Some((index, frame, faces)), Some(m)) if *index == request.frame => {
                             match faces.get(request.face) {
                                 Some(face) => {
                                     let input = input_for(m, &frame.image, face);
@@ -249,7 +259,7 @@ fn serve(
                                 None => Err(format!("frame {} has no face {}", request.frame, request.face + 1)),
                             }
                         }
-                        (None, _, None) => Err("choose an AU model first".into()),
+                        (None, _, None) if model.is_none() && compare.is_none() => Err("choose an AU model first".into()),
                         // The UI moved on; it asks again for what it shows.
                         _ => continue,
                     };
@@ -262,6 +272,29 @@ fn serve(
             }
         }
     }
+}
+
+/// Open a model and describe it for the UI.
+fn load_model(req: &ModelRequest, device: &Device) -> Result<(Predictor, ModelInfo), String> {
+    let m = open_predictor(req.kind, ModelFiles { weights: req.weights.as_deref(), ..ModelFiles::default() }, device).map_err(|e| e.to_string())?;
+    let options = ExplainOptions::default();
+    let info = ModelInfo {
+        kind: req.kind,
+        aus: m.aus().to_vec(),
+        source: m.source(),
+        params: m.num_params(),
+        random: m.is_random(),
+        demo: m.is_demo(),
+        methods: Method::ALL
+            .into_iter()
+            .map(|method| (method, auscope_core::explain::unavailable(method, &options, &m, None)))
+            .collect(),
+        cam_layers: match &m {
+            Predictor::Net(net) => net.cam_layers(),
+            Predictor::Teacher(_) => Vec::new(),
+        },
+    };
+    Ok((m, info))
 }
 
 fn analyze(

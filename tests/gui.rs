@@ -196,3 +196,108 @@ fn methods_a_model_cannot_give_are_disabled_with_a_reason() {
     assert!(why(Method::AuAttention).expect("no transformer").contains("no transformer"));
     assert!(why(Method::RoiAttention).expect("no ROI maps").contains("TransAU"));
 }
+
+#[test]
+fn two_models_explain_the_same_face_side_by_side() {
+    use auscope_core::explain::Method;
+    use auscope_core::models::{ModelKind, PredictorKind};
+    let mut harness = single_face_with(ModelKind::Piap);
+    harness.state_mut().set_explain(Some(Method::PiMapLearned), Some("AU12"));
+    harness.state_mut().set_compare(true, Some(PredictorKind::Net(ModelKind::Transau)));
+    step_until(&mut harness, "left explanation", |app| app.explanation().is_some());
+    // The right viewer without a map, then with TransAU's ROI attention.
+    for _ in 0..3 {
+        harness.step();
+    }
+    let plain = harness.render().expect("render");
+    harness.state_mut().set_compare_explain(Some(Method::RoiAttention), Some("AU12"));
+    step_until(&mut harness, "right explanation", |app| app.compare_explanation().is_some());
+    for _ in 0..3 {
+        harness.step();
+    }
+    let both = harness.render().expect("render");
+    let (left, right) = (harness.state().explanation().expect("left"), harness.state().compare_explanation().expect("right"));
+    assert_eq!((left.method, right.method), (Method::PiMapLearned, Method::RoiAttention));
+    assert!(right.maps.as_ref().is_some_and(|m| m.index_of("AU12").is_some()));
+    harness.get_by_label_contains("PIAP: PI maps (learned), AU12");
+    harness.get_by_label_contains("TransAU: ROI attention (TransAU), AU12");
+    // Each viewer draws its own map: the right face changes, the left one
+    // keeps its overlay (the two GPU slots do not share a texture).
+    // Viewers: ~400 px each between the 300 px face panel and the window's right.
+    let left_face = region_diff(&plain, &both, [150, 200, 300, 380]);
+    let right_face = region_diff(&plain, &both, [560, 200, 700, 380]);
+    assert!(right_face > 10.0, "the right overlay changed its face by only {right_face:.1}");
+    assert!(left_face < 1.0, "the left viewer changed when the right map came: {left_face:.1}");
+    harness.snapshot("side_by_side_piap_transau");
+}
+
+#[test]
+fn the_explanation_on_screen_exports_as_png_and_npy() {
+    use auscope_core::explain::Method;
+    use auscope_core::models::ModelKind;
+    let mut harness = single_face_with(ModelKind::Piap);
+    harness.state_mut().set_explain(Some(Method::PiMap), Some("AU12"));
+    step_until(&mut harness, "explanation", |app| app.explanation().is_some());
+    let dir = scratch("gui-export");
+    let files = harness.state().export_explanation(0, &dir).expect("export");
+    let maps = harness.state().explanation().expect("explanation").maps.clone().expect("maps");
+    assert_eq!(files.len(), 2 * maps.labels.len() + 1, "a PNG and a .npy per map, and explain.json");
+    assert!(files.iter().all(|f| f.exists()), "{files:?}");
+    let index: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("explain.json")).expect("index")).expect("json");
+    assert_eq!(index["method"], "pi-map");
+    assert_eq!(index["model"], "piap");
+    let au12 = index["files"].as_array().expect("files").iter().find(|f| f["label"] == "AU12").expect("AU12 listed").clone();
+    let png = image::open(dir.join(au12["png"].as_str().expect("png"))).expect("overlay png");
+    assert_eq!((png.width(), png.height()), (harness.state().frame_size().expect("frame")));
+    let npy = std::fs::read(dir.join(au12["npy"].as_str().expect("npy"))).expect("npy");
+    let header = u16::from_le_bytes([npy[8], npy[9]]) as usize;
+    let values: Vec<f32> = npy[10 + header..].chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    assert_eq!(values, maps.map(maps.index_of("AU12").expect("AU12")), "the .npy holds the map on screen");
+    // Without a method there is nothing to export, and the app says so.
+    harness.state_mut().set_explain(None, None);
+    let err = harness.state().export_explanation(0, &dir).expect_err("nothing to export");
+    assert!(err.contains("nothing to export"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn au_correlation_over_a_video_compares_predictions_with_a_label_file() {
+    use auscope_core::models::{ModelKind, PredictorKind};
+    let mut harness = harness_with(video("single_face.mp4"));
+    wait_for_frame(&mut harness);
+    harness.state_mut().set_model(Some(PredictorKind::Net(ModelKind::Piap)), None);
+    step_until(&mut harness, "model loaded", |app| app.model().is_some());
+    // Labels of every 4th frame: AU12 on in the first half, AU06 with it on
+    // every other labelled frame; AU24 and the rest are not in the file.
+    let dir = scratch("gui-correlation");
+    let csv = dir.join("labels.csv");
+    let mut text = String::from("path,subject,frame,AU06,AU12\n");
+    for (k, f) in (0..72).step_by(4).enumerate() {
+        text += &format!("{},s1,{f},{},{}\n", video("single_face.mp4").display(), (k % 2 == 0) as u8, (f < 36) as u8);
+    }
+    std::fs::write(&csv, text).expect("csv");
+    harness.state_mut().start_video_correlation(4, Some(csv));
+    step_until(&mut harness, "correlation", |app| app.video_correlation().is_some());
+    let (c, skipped) = harness.state().video_correlation().expect("result").clone().expect("correlation");
+    assert_eq!(c.matrices.len(), 2, "predictions and labels");
+    assert_eq!(c.matrices[1].labels, vec!["AU06".to_string(), "AU12".to_string()], "the AUs model and file share");
+    assert_eq!(c.frames + skipped.len(), 18, "every 4th of 72 frames: {skipped:?}");
+    let d = c.distance.expect("distance");
+    assert!(d.is_finite() && d >= 0.0, "{d}");
+    // The labels' own AU06-AU12 correlation: half the AU06-on frames have AU12.
+    let l = &c.matrices[1].values;
+    assert!((l[0] - 1.0).abs() < 1e-5 && l[1].abs() < 0.5, "{l:?}");
+    for _ in 0..3 {
+        harness.step();
+    }
+    harness.get_by_label_contains("Distance (element-wise Euclidean)");
+
+    // A file without the model's AUs is refused with the reason.
+    let bad = dir.join("bad.csv");
+    std::fs::write(&bad, "path,subject,frame,smile\nx.mp4,s1,0,1\n").expect("csv");
+    harness.state_mut().start_video_correlation(4, Some(bad));
+    step_until(&mut harness, "refusal", |app| matches!(app.video_correlation(), Some(Err(_))));
+    let err = harness.state().video_correlation().expect("result").clone().expect_err("refused");
+    assert!(err.contains("no AU column the model predicts"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -3,13 +3,13 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use auscope_core::explain::render::{Colormap, OverlayStyle, matrix_image, overlay, write_npy};
-use auscope_core::explain::{ExplainOptions, Explanation, Method, explain, input_for, unavailable};
+use auscope_core::explain::export::{ExportIndex, MapSelection, write_explanation};
+use auscope_core::explain::render::{Colormap, OverlayStyle};
+use auscope_core::explain::{ExplainOptions, Method, explain, input_for, unavailable};
 use auscope_core::face::{DetectorKind, FacePipeline};
 use auscope_core::models::{ModelFiles, PredictorKind, open_predictor};
 use auscope_core::source::open_source;
 use auscope_core::{Compute, DeviceChoice};
-use serde::Serialize;
 
 pub struct Args {
     pub method: Method,
@@ -20,37 +20,6 @@ pub struct Args {
     pub every: usize,
     pub out: PathBuf,
     pub detector: DetectorKind,
-}
-
-/// One written pair of files, as explain.json lists it.
-#[derive(Serialize)]
-struct Entry {
-    frame: usize,
-    face: usize,
-    /// The AU, landmark or matrix name.
-    label: String,
-    png: String,
-    npy: String,
-    /// Shape of the raw array.
-    shape: Vec<usize>,
-    /// For matrices: row/column labels.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tokens: Option<Vec<String>>,
-    /// The crop in frame pixels (centre, side, angle): where the map lies.
-    roi: auscope_core::frame::Roi,
-}
-
-#[derive(Serialize)]
-struct Index {
-    input: String,
-    model: String,
-    weights: String,
-    method: Method,
-    layer: Option<String>,
-    note: String,
-    files: Vec<Entry>,
-    /// Frames or faces that could not be explained, with the reason.
-    skipped: Vec<String>,
 }
 
 pub fn run(input: &Path, kind: PredictorKind, files: ModelFiles, args: &Args, device: DeviceChoice) -> anyhow::Result<()> {
@@ -70,7 +39,7 @@ pub fn run(input: &Path, kind: PredictorKind, files: ModelFiles, args: &Args, de
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let stem = input.file_stem().and_then(|s| s.to_str()).unwrap_or("input").to_string();
     let style = OverlayStyle { colormap: args.colormap, opacity: args.opacity, range: [0.0, 1.0] };
-    let mut index = Index {
+    let mut index = ExportIndex {
         input: input.display().to_string(),
         model: kind.name().into(),
         weights: model.source(),
@@ -106,75 +75,21 @@ pub fn run(input: &Path, kind: PredictorKind, files: ModelFiles, args: &Args, de
             };
             index.note = e.note.clone();
             let base = format!("{stem}_f{frame_index:05}_face{k}_{}", args.method.name());
-            let written = write_face(&args.out, &base, &frame.image, &e, args, &style, frame_index, k)?;
+            // FAN heat-maps: the aggregate unless a landmark is asked for.
+            let which = match (&args.au, args.method) {
+                (Some(au), _) => MapSelection::One(au),
+                (None, Method::FanHeatmap) => MapSelection::One("all"),
+                (None, _) => MapSelection::All,
+            };
+            let written = write_explanation(&args.out, &base, &frame.image, &e, which, &style, frame_index, k)?;
             println!("frame {frame_index} face {k}: {} file pairs ({})", written.len(), e.note);
             index.files.extend(written);
         }
     }
-    let path = args.out.join("explain.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&index)?).with_context(|| format!("writing {}", path.display()))?;
+    let path = index.write(&args.out)?;
     eprintln!("wrote {} overlays and arrays, listed in {}", index.files.len(), path.display());
     if index.files.is_empty() {
         anyhow::bail!("nothing was explained: {}", index.skipped.join("; "));
     }
     Ok(())
-}
-
-/// The files of one face; fails on an --au the explanation does not have.
-#[allow(clippy::too_many_arguments)]
-fn write_face(
-    dir: &Path,
-    base: &str,
-    image: &image::RgbImage,
-    e: &Explanation,
-    args: &Args,
-    style: &OverlayStyle,
-    frame: usize,
-    face: usize,
-) -> anyhow::Result<Vec<Entry>> {
-    let mut out = Vec::new();
-    let save_png = |img: &image::RgbImage, name: &str| -> anyhow::Result<String> {
-        let p = dir.join(name);
-        img.save(&p).with_context(|| format!("writing {}", p.display()))?;
-        Ok(name.to_string())
-    };
-    if let Some(maps) = &e.maps {
-        let wanted: Vec<usize> = match (&args.au, args.method) {
-            (Some(au), _) => vec![maps.index_of(au).ok_or_else(|| {
-                anyhow::anyhow!("{} has no map '{au}' (maps: {})", args.method.name(), maps.labels.join(", "))
-            })?],
-            (None, Method::FanHeatmap) => vec![0],
-            (None, _) => (0..maps.labels.len()).collect(),
-        };
-        for i in wanted {
-            let label = &maps.labels[i];
-            let name = format!("{base}_{label}");
-            let png = save_png(&overlay(image, maps.map(i), maps.width, maps.height, &e.roi, style), &format!("{name}.png"))?;
-            let npy = format!("{name}.npy");
-            write_npy(&dir.join(&npy), &[maps.height, maps.width], maps.map(i))?;
-            out.push(Entry { frame, face, label: label.clone(), png, npy, shape: vec![maps.height, maps.width], tokens: None, roi: e.roi });
-        }
-    }
-    for (j, m) in e.matrices.iter().enumerate() {
-        let n = m.labels.len();
-        let name = format!("{base}_m{j:02}_{}", slug(&m.name));
-        let png = save_png(&matrix_image(m, 16, args.colormap), &format!("{name}.png"))?;
-        let npy = format!("{name}.npy");
-        write_npy(&dir.join(&npy), &[n, n], &m.values)?;
-        out.push(Entry { frame, face, label: m.name.clone(), png, npy, shape: vec![n, n], tokens: Some(m.labels.clone()), roi: e.roi });
-    }
-    Ok(out)
-}
-
-/// A file-name-safe form of a matrix name.
-fn slug(s: &str) -> String {
-    let mut out = String::new();
-    for c in s.chars() {
-        if c.is_ascii_alphanumeric() {
-            out.push(c.to_ascii_lowercase());
-        } else if !out.ends_with('-') {
-            out.push('-');
-        }
-    }
-    out.trim_matches('-').to_string()
 }

@@ -13,11 +13,13 @@
 pub mod au_attention;
 pub mod cache;
 pub mod correlation;
+pub mod export;
 pub mod fan_heatmap;
 pub mod pi_map;
 pub mod render;
 pub mod roi_attention;
 pub mod score_cam;
+pub mod video;
 
 use burn::tensor::{Device, Tensor};
 use image::RgbImage;

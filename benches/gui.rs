@@ -1,0 +1,94 @@
+//! The window's frame time while an explanation overlay is shown, against
+//! the same window without one, measured in the same run. One frame = one
+//! egui pass (`Harness::step`) plus its wgpu draw read back to memory
+//! (`Harness::render`; the read-back is the same in every row). Window
+//! 1100x700, single_face.jpg, PIAP demo weights, predefined PI map AU12.
+//!
+//! Rows: no overlay (the reference); the overlay drawn by
+//! shaders/overlay.wgsl (the app's path); the CPU-coloured texture fallback
+//! (no wgpu renderer); side by side with a map in each viewer.
+//!
+//! `cargo bench --bench gui`. Needs ../shared/data. Without a GPU, wgpu runs
+//! on lavapipe (a CPU rasteriser), so absolute times are the CPU's; the
+//! ratios are what to compare. Env: AUSCOPE_BENCH_FRAMES (default 60).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use auscope_app::app::AuscopeApp;
+use auscope_app::worker::Worker;
+use auscope_core::explain::Method;
+use auscope_core::models::{ModelKind, PredictorKind};
+use burn::tensor::Device;
+use eframe::egui::Vec2;
+use egui_kittest::Harness;
+
+fn harness(gpu: bool) -> Harness<'static, AuscopeApp> {
+    let image = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/faces/single_face.jpg");
+    assert!(image.exists(), "needs ../shared/data (missing {})", image.display());
+    let mut h = Harness::builder().with_size(Vec2::new(1100.0, 700.0)).wgpu().build_eframe(move |cc| {
+        let ctx = cc.egui_ctx.clone();
+        let worker = Worker::spawn(Device::flex(), Box::new(move || ctx.request_repaint())).expect("worker");
+        let app = AuscopeApp::new(worker, "bench".into(), Some(image));
+        if gpu { app.with_gpu(cc.wgpu_render_state.as_ref()) } else { app }
+    });
+    h.state_mut().set_show_timings(false);
+    wait(&mut h, "frame", AuscopeApp::has_frame);
+    h.state_mut().set_model(Some(PredictorKind::Net(ModelKind::Piap)), None);
+    wait(&mut h, "model", |a| a.model().is_some());
+    h
+}
+
+fn wait(h: &mut Harness<'_, AuscopeApp>, what: &str, done: impl Fn(&AuscopeApp) -> bool) {
+    let start = Instant::now();
+    while !done(h.state()) {
+        assert!(start.elapsed() < Duration::from_secs(120), "timed out waiting for {what}");
+        h.step();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for _ in 0..3 {
+        h.step();
+    }
+}
+
+/// Mean ms per frame (step + render) over `frames`, after 5 warm-up frames.
+fn frame_ms(h: &mut Harness<'_, AuscopeApp>, frames: usize) -> f64 {
+    for _ in 0..5 {
+        h.step();
+        h.render().expect("render");
+    }
+    let start = Instant::now();
+    for _ in 0..frames {
+        h.step();
+        h.render().expect("render");
+    }
+    start.elapsed().as_secs_f64() * 1e3 / frames as f64
+}
+
+fn main() {
+    let frames: usize = std::env::var("AUSCOPE_BENCH_FRAMES").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
+    let mut rows: Vec<(&str, f64)> = Vec::new();
+
+    let mut h = harness(true);
+    rows.push(("no overlay (reference)", frame_ms(&mut h, frames)));
+    h.state_mut().set_explain(Some(Method::PiMap), Some("AU12"));
+    wait(&mut h, "explanation", |a| a.explanation().is_some());
+    rows.push(("PI map overlay, WGSL shader", frame_ms(&mut h, frames)));
+    h.state_mut().set_compare(true, None);
+    h.state_mut().set_compare_explain(Some(Method::PiMap), Some("AU6"));
+    wait(&mut h, "right explanation", |a| a.compare_explanation().is_some());
+    rows.push(("side by side, two shader overlays", frame_ms(&mut h, frames)));
+    drop(h);
+
+    let mut cpu = harness(false);
+    cpu.state_mut().set_explain(Some(Method::PiMap), Some("AU12"));
+    wait(&mut cpu, "explanation", |a| a.explanation().is_some());
+    rows.push(("PI map overlay, CPU texture fallback", frame_ms(&mut cpu, frames)));
+
+    println!("GUI frame time (egui pass + wgpu draw + read-back), 1100x700, {frames} frames");
+    println!("{:<38} {:>10} {:>12}", "case", "ms/frame", "x reference");
+    let reference = rows[0].1;
+    for (name, ms) in &rows {
+        println!("{name:<38} {ms:>10.2} {:>12.2}", ms / reference);
+    }
+}

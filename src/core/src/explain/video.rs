@@ -1,0 +1,174 @@
+//! AU correlation over a whole video (FAN-Trans Figure 5): a model's AU
+//! occurrences on every Nth frame, optionally a label file's, their AU x AU
+//! Pearson matrices and the distance between them.
+//!
+//! Choices: the largest face of each frame is the one coded (one-subject
+//! videos, as in BP4D/DISFA); predictions enter as occurrences (p >= 0.5),
+//! like the labels they are compared with; label intensities (`AUxx_r`
+//! without `AUxx_c`) count as present from A (>= 1). With labels, both
+//! matrices cover the AUs the model and the file share, over the frames
+//! both have.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::tensor::Device;
+
+use super::Matrix;
+use super::correlation::{Rows, correlations};
+use crate::error::CoreError;
+use crate::face::FacePipeline;
+use crate::models::Predictor;
+use crate::source::FrameSource;
+use crate::training::data::{Dataset, au_name};
+
+/// A model's AU probabilities on the sampled frames of a video.
+#[derive(Debug, Clone)]
+pub struct VideoAus {
+    pub aus: Vec<String>,
+    /// Per frame index with a face: the largest face's probabilities.
+    pub frames: BTreeMap<usize, Vec<f32>>,
+    /// Sampled frames without a face, or that failed to decode.
+    pub skipped: Vec<String>,
+}
+
+/// Run `model` on frames 0, every, 2 every, ... of `source`. `progress(done,
+/// total)` returning false stops early (cancel): Ok(None).
+pub fn predict_video(
+    source: &mut dyn FrameSource,
+    pipeline: &FacePipeline,
+    model: &Predictor,
+    every: usize,
+    device: &Device,
+    progress: &mut dyn FnMut(usize, usize) -> bool,
+) -> Result<Option<VideoAus>, CoreError> {
+    let count = source.info().frame_count;
+    let indices: Vec<usize> = (0..count).step_by(every.max(1)).collect();
+    let mut out = VideoAus { aus: model.aus().to_vec(), frames: BTreeMap::new(), skipped: Vec::new() };
+    for (done, &i) in indices.iter().enumerate() {
+        if !progress(done, indices.len()) {
+            return Ok(None);
+        }
+        let frame = match source.frame(i) {
+            Ok(f) => f,
+            Err(e) => {
+                out.skipped.push(format!("frame {i}: {e}"));
+                continue;
+            }
+        };
+        let faces = pipeline.faces(&frame.image)?;
+        let Some(largest) = faces.iter().max_by(|a, b| a.box_xywh()[2].total_cmp(&b.box_xywh()[2])) else {
+            out.skipped.push(format!("frame {i}: no face"));
+            continue;
+        };
+        let probs = model.predict_faces(&frame.image, std::slice::from_ref(largest), device)?;
+        if let Some(p) = probs.into_iter().next() {
+            out.frames.insert(i, p);
+        }
+    }
+    progress(indices.len(), indices.len());
+    Ok(Some(out))
+}
+
+/// Per-frame labels of `media` from a label file: an OpenFace CSV (a
+/// `frame` column, 1-based) or auscope's generic CSV (`path`, `frame`, rows
+/// of other media ignored). Returns the AUs of `wanted` the file has, and
+/// per 0-based frame their 0/1 labels.
+pub fn labels_for_video(csv: &Path, media: &Path, wanted: &[String]) -> Result<(Vec<String>, BTreeMap<usize, Vec<f32>>), CoreError> {
+    let bad = |m: String| CoreError::Data(format!("{}: {m}", csv.display()));
+    let mut rd = csv::ReaderBuilder::new().trim(csv::Trim::All).from_path(csv).map_err(|e| bad(e.to_string()))?;
+    let header = rd.headers().map_err(|e| bad(e.to_string()))?.clone();
+    let has: Vec<String> = header.iter().filter_map(|h| au_name(h).map(|(n, _)| n)).collect();
+    let aus: Vec<String> = wanted.iter().filter(|a| has.contains(a)).cloned().collect();
+    if aus.is_empty() {
+        return Err(bad(format!("no AU column the model predicts ({}); columns: {}", wanted.join(", "), header.iter().collect::<Vec<_>>().join(", "))));
+    }
+    let is = |name: &str| header.iter().any(|h| h.eq_ignore_ascii_case(name));
+    let data = if is("path") {
+        let mut d = Dataset::from_csv(csv, &aus, 1.0)?;
+        let name = media.file_name();
+        d.samples.retain(|s| s.media.file_name() == name);
+        d
+    } else if is("frame") {
+        Dataset::from_openface(csv, media, "video", &aus, 1.0)?
+    } else {
+        return Err(bad("neither an OpenFace CSV (a 'frame' column) nor auscope's label CSV (a 'path' column)".into()));
+    };
+    Ok((aus, data.samples.into_iter().map(|s| (s.frame, s.labels)).collect()))
+}
+
+/// The correlation matrices of a video's predictions (and labels).
+#[derive(Debug, Clone)]
+pub struct VideoCorrelation {
+    pub matrices: Vec<Matrix>,
+    /// Element-wise Euclidean distance of the two matrices (with labels).
+    pub distance: Option<f32>,
+    /// Frames the matrices are over.
+    pub frames: usize,
+}
+
+/// Pearson matrices of the predictions, and with `labels` (AUs, per-frame
+/// rows from [`labels_for_video`]) of both over the frames and AUs they
+/// share. Fails with fewer than 2 frames in common.
+pub fn video_correlation(pred: &VideoAus, labels: Option<&(Vec<String>, BTreeMap<usize, Vec<f32>>)>) -> Result<VideoCorrelation, CoreError> {
+    let occurrence = |p: &[f32], keep: &[usize]| keep.iter().map(|&k| if p[k] >= 0.5 { 1.0 } else { 0.0 }).collect::<Vec<f32>>();
+    match labels {
+        None => {
+            let all: Vec<usize> = (0..pred.aus.len()).collect();
+            let rows: Vec<Vec<f32>> = pred.frames.values().map(|p| occurrence(p, &all)).collect();
+            if rows.len() < 2 {
+                return Err(CoreError::Explain(format!("AU correlation needs at least 2 frames with a face, the video gave {}", rows.len())));
+            }
+            let (matrices, _) = correlations(&pred.aus, Rows { name: "predictions", rows: &rows }, None);
+            Ok(VideoCorrelation { matrices, distance: None, frames: rows.len() })
+        }
+        Some((aus, by_frame)) => {
+            let keep: Vec<usize> = aus.iter().filter_map(|a| pred.aus.iter().position(|p| p == a)).collect();
+            let (mut p_rows, mut l_rows) = (Vec::new(), Vec::new());
+            for (frame, p) in &pred.frames {
+                if let Some(l) = by_frame.get(frame) {
+                    p_rows.push(occurrence(p, &keep));
+                    l_rows.push(l.clone());
+                }
+            }
+            if p_rows.len() < 2 {
+                return Err(CoreError::Explain(format!(
+                    "the label file and the predictions share {} frame(s); correlation needs at least 2 (is it this video's file?)",
+                    p_rows.len()
+                )));
+            }
+            let (matrices, distance) = correlations(aus, Rows { name: "predictions", rows: &p_rows }, Some(Rows { name: "labels", rows: &l_rows }));
+            Ok(VideoCorrelation { matrices, distance, frames: p_rows.len() })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn aus(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn predictions_and_labels_meet_on_shared_frames_and_aus() {
+        let pred = VideoAus {
+            aus: aus(&["AU06", "AU12", "AU24"]),
+            frames: [(0, vec![0.9, 0.8, 0.1]), (5, vec![0.1, 0.2, 0.9]), (10, vec![0.7, 0.9, 0.0]), (15, vec![0.2, 0.1, 0.0])].into(),
+            skipped: Vec::new(),
+        };
+        // The file lacks AU24 and frame 15; AU12's labels are AU06's.
+        let labels = (aus(&["AU06", "AU12"]), [(0, vec![1.0, 1.0]), (5, vec![0.0, 0.0]), (10, vec![1.0, 1.0]), (20, vec![0.0, 0.0])].into());
+        let c = video_correlation(&pred, Some(&labels)).expect("correlation");
+        assert_eq!(c.frames, 3);
+        assert_eq!(c.matrices.len(), 2);
+        assert_eq!(c.matrices[0].labels, aus(&["AU06", "AU12"]));
+        assert_eq!(c.distance, Some(0.0), "the predictions' occurrences match the labels");
+        let alone = video_correlation(&pred, None).expect("predictions only");
+        assert_eq!((alone.frames, alone.matrices.len(), alone.matrices[0].labels.len()), (4, 1, 3));
+        let elsewhere = (aus(&["AU06"]), [(99, vec![1.0])].into());
+        let err = video_correlation(&pred, Some(&elsewhere)).expect_err("no shared frames").to_string();
+        assert!(err.contains("share 0 frame"), "{err}");
+    }
+}

@@ -1,0 +1,102 @@
+//! "AU correlation over the video" as a background job on its own named
+//! thread, with its own decoder, face models and model copy, so frames keep
+//! coming while it runs. Progress and the result come back over a bounded
+//! channel; dropping the job (or `cancel`) stops it between frames.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, sync_channel};
+use std::thread::JoinHandle;
+
+use auscope_core::explain::video::{VideoCorrelation, labels_for_video, predict_video, video_correlation};
+use auscope_core::face::{DetectorKind, FacePipeline};
+use auscope_core::models::{ModelFiles, open_predictor};
+use auscope_core::source::open_source;
+use burn::tensor::Device;
+
+use crate::worker::ModelRequest;
+
+/// What to correlate.
+#[derive(Debug, Clone)]
+pub struct CorrelationSpec {
+    pub video: PathBuf,
+    pub model: ModelRequest,
+    pub detector: DetectorKind,
+    /// Every Nth frame.
+    pub every: usize,
+    /// An OpenFace or auscope label CSV of this video.
+    pub labels: Option<PathBuf>,
+}
+
+pub enum JobEvent {
+    Progress { done: usize, total: usize },
+    /// The matrices, and the sampled frames left out (no face, decode error).
+    Done(Result<(VideoCorrelation, Vec<String>), String>),
+}
+
+pub struct CorrelationJob {
+    pub events: Receiver<JobEvent>,
+    cancel: Arc<AtomicBool>,
+    _thread: JoinHandle<()>,
+}
+
+impl CorrelationJob {
+    pub fn spawn(spec: CorrelationSpec, device: Device, repaint: Box<dyn Fn() + Send>) -> std::io::Result<Self> {
+        let (tx, rx) = sync_channel(16);
+        let cancel = Arc::new(AtomicBool::new(false));
+        let stop = cancel.clone();
+        let thread = std::thread::Builder::new().name("auscope-correlation".into()).spawn(move || {
+            let result = run(&spec, &device, &stop, &mut |done, total| {
+                // Progress may be dropped when the UI is behind; the result is not.
+                let _ = tx.try_send(JobEvent::Progress { done, total });
+                repaint();
+            });
+            if let Some(result) = result {
+                let _ = tx.send(JobEvent::Done(result));
+                repaint();
+            }
+        })?;
+        Ok(CorrelationJob { events: rx, cancel, _thread: thread })
+    }
+
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Drop for CorrelationJob {
+    fn drop(&mut self) {
+        self.cancel();
+    }
+}
+
+/// None when cancelled.
+fn run(
+    spec: &CorrelationSpec,
+    device: &Device,
+    stop: &AtomicBool,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Option<Result<(VideoCorrelation, Vec<String>), String>> {
+    let prepared = (|| {
+        let model = open_predictor(spec.model.kind, ModelFiles { weights: spec.model.weights.as_deref(), ..ModelFiles::default() }, device)?;
+        // The label file first, so a wrong one fails before minutes of frames.
+        let labels = spec.labels.as_ref().map(|csv| labels_for_video(csv, &spec.video, model.aus())).transpose()?;
+        let source = open_source(&spec.video)?;
+        let pipeline = FacePipeline::new(spec.detector, device)?;
+        Ok::<_, auscope_core::CoreError>((model, labels, source, pipeline))
+    })();
+    let (model, labels, mut source, pipeline) = match prepared {
+        Ok(p) => p,
+        Err(e) => return Some(Err(e.to_string())),
+    };
+    let predicted = predict_video(source.as_mut(), &pipeline, &model, spec.every, device, &mut |done, total| {
+        progress(done, total);
+        !stop.load(Ordering::Relaxed)
+    });
+    match predicted {
+        Ok(None) => None,
+        Err(e) => Some(Err(e.to_string())),
+        Ok(Some(p)) => Some(video_correlation(&p, labels.as_ref()).map(|c| (c, p.skipped)).map_err(|e| e.to_string())),
+    }
+}
