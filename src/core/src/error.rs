@@ -39,4 +39,6 @@ pub enum CoreError {
     Training(String),
     #[error("explanation: {0}")]
     Explain(String),
+    #[error("project {0}")]
+    Project(String),
 }

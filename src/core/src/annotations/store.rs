@@ -1,0 +1,353 @@
+//! The project file: SQLite (bundled) next to the media, e.g.
+//! `clip.mp4.auscope`. Every change is one transaction, committed before
+//! the call returns, in SQLite's WAL mode with `synchronous = FULL`, so a
+//! process killed at any moment loses no committed edit.
+//!
+//! Tables: `meta` (format version, media), `labels` (one row per frame,
+//! face, AU, source and who), `frames` (per-frame OpenFace facts:
+//! timestamp, confidence, success), `steps` / `step_rows` (the coder's undo
+//! history: each row's value before and after, as JSON).
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, params};
+
+use super::{Label, LabelKey, LabelValue, Source};
+use crate::error::CoreError;
+
+/// The project format this version writes and the newest it reads.
+pub const FORMAT: i64 = 1;
+
+/// Per-frame facts of an imported tracker (OpenFace): kept for export.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FrameInfo {
+    pub timestamp: f64,
+    pub confidence: f64,
+    pub success: bool,
+}
+
+/// One label change of a coder's edit: `value` None removes the label.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub key: LabelKey,
+    pub value: Option<LabelValue>,
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    read_only: bool,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The project file of `media`: `<media>.auscope` next to it.
+pub fn project_path(media: &Path) -> PathBuf {
+    let mut name = media.file_name().unwrap_or_default().to_os_string();
+    name.push(".auscope");
+    media.with_file_name(name)
+}
+
+impl Store {
+    /// Open or create the project at `path`. A read-only file (or folder)
+    /// opens read-only: labels can be read, edits are refused with a clear
+    /// error. A file from a newer auscope is refused and left untouched.
+    pub fn open(path: &Path) -> Result<Store, CoreError> {
+        let err = |e: &dyn std::fmt::Display| describe(path, e);
+        let rw = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE);
+        let (conn, read_only) = match rw {
+            Ok(c) => match c.pragma_update(None, "journal_mode", "WAL") {
+                Ok(()) => (c, false),
+                Err(e) if is_read_only(&e) => (Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| err(&e))?, true),
+                Err(e) => return Err(err(&e)),
+            },
+            Err(e) if path.exists() => match Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY) {
+                Ok(c) => (c, true),
+                Err(_) => return Err(err(&e)),
+            },
+            Err(e) => return Err(err(&e)),
+        };
+        // Wait briefly for another writer, then say it is locked.
+        conn.busy_timeout(std::time::Duration::from_millis(1500)).map_err(|e| err(&e))?;
+        let mut store = Store { conn, path: path.to_path_buf(), read_only };
+        store.check_format()?;
+        if !store.read_only {
+            store.conn.pragma_update(None, "synchronous", "FULL").map_err(|e| err(&e))?;
+            store.create()?;
+        }
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// True when the file cannot be written (edits are refused).
+    pub fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    fn err(&self, e: &dyn std::fmt::Display) -> CoreError {
+        describe(&self.path, e)
+    }
+
+    fn check_format(&self) -> Result<(), CoreError> {
+        let has_meta: bool = self
+            .conn
+            .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'", [], |r| r.get::<_, i64>(0))
+            .map_err(|e| self.err(&e))?
+            > 0;
+        if !has_meta {
+            let tables: i64 = self.conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0)).map_err(|e| self.err(&e))?;
+            if tables > 0 {
+                return Err(CoreError::Project(format!("{}: an SQLite file, but not an auscope project; it was not changed", self.path.display())));
+            }
+            return Ok(());
+        }
+        let format: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'format'", [], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(&e))?;
+        let format: i64 = format.and_then(|f| f.parse().ok()).unwrap_or(0);
+        if format > FORMAT {
+            return Err(CoreError::Project(format!(
+                "{}: made by a newer auscope (project format {format}; this version reads up to {FORMAT}). Open it with a newer auscope; the file was not changed",
+                self.path.display()
+            )));
+        }
+        Ok(())
+    }
+
+    fn create(&mut self) -> Result<(), CoreError> {
+        self.conn
+            .execute_batch(
+                "BEGIN;
+                 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                 INSERT OR IGNORE INTO meta VALUES ('format', '1');
+                 CREATE TABLE IF NOT EXISTS labels (
+                     frame INTEGER NOT NULL, face INTEGER NOT NULL, au TEXT NOT NULL,
+                     source TEXT NOT NULL CHECK (source IN ('model', 'coder')), who TEXT NOT NULL,
+                     occurrence INTEGER NOT NULL, intensity INTEGER, score REAL, time_ms INTEGER NOT NULL,
+                     PRIMARY KEY (frame, face, au, source, who));
+                 CREATE TABLE IF NOT EXISTS frames (
+                     frame INTEGER PRIMARY KEY, timestamp REAL NOT NULL, confidence REAL NOT NULL, success INTEGER NOT NULL);
+                 CREATE TABLE IF NOT EXISTS steps (
+                     step INTEGER PRIMARY KEY AUTOINCREMENT, what TEXT NOT NULL, who TEXT NOT NULL,
+                     undone INTEGER NOT NULL DEFAULT 0, time_ms INTEGER NOT NULL);
+                 CREATE TABLE IF NOT EXISTS step_rows (
+                     step INTEGER NOT NULL, frame INTEGER NOT NULL, face INTEGER NOT NULL, au TEXT NOT NULL,
+                     before TEXT, after TEXT);
+                 COMMIT;",
+            )
+            .map_err(|e| self.err(&e))
+    }
+
+    fn writable(&self) -> Result<(), CoreError> {
+        if self.read_only {
+            return Err(CoreError::Project(format!(
+                "{} is read-only: the edit was not saved (make the file writable, or save the project elsewhere)",
+                self.path.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// A metadata value (e.g. "media").
+    pub fn meta(&self, key: &str) -> Result<Option<String>, CoreError> {
+        self.conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional().map_err(|e| self.err(&e))
+    }
+
+    pub fn set_meta(&mut self, key: &str, value: &str) -> Result<(), CoreError> {
+        self.writable()?;
+        self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?1, ?2)", [key, value]).map_err(|e| self.err(&e))?;
+        Ok(())
+    }
+
+    /// A coder's edit of one or more labels as one transaction and one undo
+    /// step; it clears what could be redone.
+    pub fn edit(&mut self, coder: &str, what: &str, changes: &[Change]) -> Result<(), CoreError> {
+        self.writable()?;
+        let path = self.path.clone();
+        let e = |x: rusqlite::Error| describe(&path, &x);
+        let tx = self.conn.transaction().map_err(e)?;
+        tx.execute("DELETE FROM step_rows WHERE step IN (SELECT step FROM steps WHERE undone = 1)", []).map_err(e)?;
+        tx.execute("DELETE FROM steps WHERE undone = 1", []).map_err(e)?;
+        tx.execute("INSERT INTO steps (what, who, time_ms) VALUES (?1, ?2, ?3)", params![what, coder, now_ms()]).map_err(e)?;
+        let step = tx.last_insert_rowid();
+        for c in changes {
+            let before = read_value(&tx, &c.key, Source::Coder, coder).map_err(e)?;
+            write_value(&tx, &c.key, Source::Coder, coder, c.value.as_ref()).map_err(e)?;
+            tx.execute(
+                "INSERT INTO step_rows VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![step, c.key.frame as i64, c.key.face as i64, c.key.au, json(before.as_ref()), json(c.value.as_ref())],
+            )
+            .map_err(e)?;
+        }
+        tx.commit().map_err(e)
+    }
+
+    /// Undo `coder`'s last edit; false when there is none.
+    pub fn undo(&mut self, coder: &str) -> Result<bool, CoreError> {
+        self.replay(coder, true)
+    }
+
+    /// Redo `coder`'s last undone edit; false when there is none.
+    pub fn redo(&mut self, coder: &str) -> Result<bool, CoreError> {
+        self.replay(coder, false)
+    }
+
+    fn replay(&mut self, coder: &str, undo: bool) -> Result<bool, CoreError> {
+        self.writable()?;
+        let path = self.path.clone();
+        let e = |x: rusqlite::Error| describe(&path, &x);
+        let tx = self.conn.transaction().map_err(e)?;
+        let pick = if undo {
+            "SELECT step FROM steps WHERE who = ?1 AND undone = 0 ORDER BY step DESC LIMIT 1"
+        } else {
+            "SELECT step FROM steps WHERE who = ?1 AND undone = 1 ORDER BY step ASC LIMIT 1"
+        };
+        let Some(step): Option<i64> = tx.query_row(pick, [coder], |r| r.get(0)).optional().map_err(e)? else {
+            return Ok(false);
+        };
+        let rows: Vec<(LabelKey, Option<String>)> = {
+            let column = if undo { "before" } else { "after" };
+            let mut q = tx
+                .prepare(&format!("SELECT frame, face, au, {column} FROM step_rows WHERE step = ?1 ORDER BY rowid {}", if undo { "DESC" } else { "ASC" }))
+                .map_err(e)?;
+            let it = q
+                .query_map([step], |r| Ok((LabelKey { frame: r.get::<_, i64>(0)? as usize, face: r.get::<_, i64>(1)? as usize, au: r.get(2)? }, r.get(3)?)))
+                .map_err(e)?;
+            it.collect::<Result<_, _>>().map_err(e)?
+        };
+        for (key, value) in rows {
+            let value: Option<LabelValue> = value.and_then(|v| serde_json::from_str(&v).ok());
+            write_value(&tx, &key, Source::Coder, coder, value.as_ref()).map_err(e)?;
+        }
+        tx.execute("UPDATE steps SET undone = ?1 WHERE step = ?2", params![undo as i64, step]).map_err(e)?;
+        tx.commit().map_err(e)?;
+        Ok(true)
+    }
+
+    /// A model's (or an imported tracker's) labels, written in one
+    /// transaction, replacing its earlier ones for the same keys. Not undoable.
+    pub fn put_predictions(&mut self, who: &str, labels: &[(LabelKey, LabelValue)]) -> Result<(), CoreError> {
+        self.writable()?;
+        let path = self.path.clone();
+        let e = |x: rusqlite::Error| describe(&path, &x);
+        let tx = self.conn.transaction().map_err(e)?;
+        for (k, v) in labels {
+            write_value(&tx, k, Source::Model, who, Some(v)).map_err(e)?;
+        }
+        tx.commit().map_err(e)
+    }
+
+    /// Per-frame facts from an imported tracker.
+    pub fn put_frames(&mut self, frames: &[(usize, FrameInfo)]) -> Result<(), CoreError> {
+        self.writable()?;
+        let path = self.path.clone();
+        let e = |x: rusqlite::Error| describe(&path, &x);
+        let tx = self.conn.transaction().map_err(e)?;
+        for (f, i) in frames {
+            tx.execute("INSERT OR REPLACE INTO frames VALUES (?1, ?2, ?3, ?4)", params![*f as i64, i.timestamp, i.confidence, i.success as i64]).map_err(e)?;
+        }
+        tx.commit().map_err(e)
+    }
+
+    pub fn frames(&self) -> Result<Vec<(usize, FrameInfo)>, CoreError> {
+        let mut q = self.conn.prepare("SELECT frame, timestamp, confidence, success FROM frames ORDER BY frame").map_err(|e| self.err(&e))?;
+        let rows = q
+            .query_map([], |r| Ok((r.get::<_, i64>(0)? as usize, FrameInfo { timestamp: r.get(1)?, confidence: r.get(2)?, success: r.get::<_, i64>(3)? != 0 })))
+            .map_err(|e| self.err(&e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(&e))
+    }
+
+    /// Labels, optionally of one source and one coder/model, in key order.
+    pub fn labels(&self, source: Option<Source>, who: Option<&str>) -> Result<Vec<Label>, CoreError> {
+        let mut q = self
+            .conn
+            .prepare(
+                "SELECT frame, face, au, source, who, occurrence, intensity, score, time_ms FROM labels
+                 WHERE (?1 IS NULL OR source = ?1) AND (?2 IS NULL OR who = ?2) ORDER BY frame, face, au, source, who",
+            )
+            .map_err(|e| self.err(&e))?;
+        let rows = q.query_map(params![source.map(Source::name), who], row_label).map_err(|e| self.err(&e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(&e))
+    }
+
+    /// The labels of one frame (all sources).
+    pub fn frame_labels(&self, frame: usize) -> Result<Vec<Label>, CoreError> {
+        let mut q = self
+            .conn
+            .prepare("SELECT frame, face, au, source, who, occurrence, intensity, score, time_ms FROM labels WHERE frame = ?1 ORDER BY face, au, source, who")
+            .map_err(|e| self.err(&e))?;
+        let rows = q.query_map([frame as i64], row_label).map_err(|e| self.err(&e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(&e))
+    }
+
+    /// The names that labelled as `source`.
+    pub fn who(&self, source: Source) -> Result<Vec<String>, CoreError> {
+        let mut q = self.conn.prepare("SELECT DISTINCT who FROM labels WHERE source = ?1 ORDER BY who").map_err(|e| self.err(&e))?;
+        let rows = q.query_map([source.name()], |r| r.get(0)).map_err(|e| self.err(&e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(&e))
+    }
+}
+
+fn row_label(r: &rusqlite::Row) -> rusqlite::Result<Label> {
+    Ok(Label {
+        key: LabelKey { frame: r.get::<_, i64>(0)? as usize, face: r.get::<_, i64>(1)? as usize, au: r.get(2)? },
+        source: Source::parse(&r.get::<_, String>(3)?).unwrap_or(Source::Model),
+        who: r.get(4)?,
+        value: LabelValue { occurrence: r.get::<_, i64>(5)? != 0, intensity: r.get::<_, Option<i64>>(6)?.map(|i| i as u8), score: r.get(7)? },
+        time_ms: r.get(8)?,
+    })
+}
+
+fn read_value(tx: &Transaction, k: &LabelKey, source: Source, who: &str) -> rusqlite::Result<Option<LabelValue>> {
+    tx.query_row(
+        "SELECT occurrence, intensity, score FROM labels WHERE frame = ?1 AND face = ?2 AND au = ?3 AND source = ?4 AND who = ?5",
+        params![k.frame as i64, k.face as i64, k.au, source.name(), who],
+        |r| Ok(LabelValue { occurrence: r.get::<_, i64>(0)? != 0, intensity: r.get::<_, Option<i64>>(1)?.map(|i| i as u8), score: r.get(2)? }),
+    )
+    .optional()
+}
+
+fn write_value(tx: &Transaction, k: &LabelKey, source: Source, who: &str, v: Option<&LabelValue>) -> rusqlite::Result<()> {
+    match v {
+        Some(v) => tx.execute(
+            "INSERT OR REPLACE INTO labels VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![k.frame as i64, k.face as i64, k.au, source.name(), who, v.occurrence as i64, v.intensity.map(|i| i as i64), v.score, now_ms()],
+        )?,
+        None => tx.execute(
+            "DELETE FROM labels WHERE frame = ?1 AND face = ?2 AND au = ?3 AND source = ?4 AND who = ?5",
+            params![k.frame as i64, k.face as i64, k.au, source.name(), who],
+        )?,
+    };
+    Ok(())
+}
+
+fn json(v: Option<&LabelValue>) -> Option<String> {
+    v.and_then(|v| serde_json::to_string(v).ok())
+}
+
+fn is_read_only(e: &rusqlite::Error) -> bool {
+    matches!(e.sqlite_error_code(), Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen | ErrorCode::PermissionDenied))
+}
+
+/// An SQLite error in words a user can act on.
+fn describe(path: &Path, e: &dyn std::fmt::Display) -> CoreError {
+    let text = e.to_string();
+    let why = if text.contains("locked") || text.contains("busy") {
+        "it is locked by another program (another auscope?); the edit was not saved, try again when it is closed".to_string()
+    } else if text.contains("not a database") || text.contains("malformed") {
+        "not an auscope project (not an SQLite file, or damaged); it was not changed".to_string()
+    } else if text.contains("readonly") || text.contains("read-only") {
+        "read-only: the edit was not saved".to_string()
+    } else {
+        text
+    };
+    CoreError::Project(format!("{}: {why}", path.display()))
+}
