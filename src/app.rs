@@ -174,15 +174,18 @@ impl AuscopeApp {
 
     /// The explanation the panel asks for: the selected face of the frame on screen.
     fn explain_wanted(&self) -> Option<crate::worker::ExplainRequest> {
-        let shown = self.shown.as_ref()?;
-        let face = self.selected_face.filter(|&i| i < shown.analyzed.faces.len());
-        self.explain.wanted(shown.analyzed.frame.id.index, face, self.model.as_ref())
+        self.wanted_of(&self.explain, self.model.as_ref())
     }
 
+    /// The same for the right viewer.
     fn compare_wanted(&self) -> Option<crate::worker::ExplainRequest> {
+        self.wanted_of(&self.compare.as_ref()?.explain, self.compare_model())
+    }
+
+    fn wanted_of(&self, state: &ExplainState, model: Option<&ModelInfo>) -> Option<crate::worker::ExplainRequest> {
         let shown = self.shown.as_ref()?;
         let face = self.selected_face.filter(|&i| i < shown.analyzed.faces.len());
-        self.compare.as_ref()?.explain.wanted(shown.analyzed.frame.id.index, face, self.compare_model())
+        state.wanted(shown.analyzed.frame.id.index, face, model)
     }
 
     /// Write the explanation of viewer `view` (0: main, 1: right) on screen
@@ -276,7 +279,7 @@ impl AuscopeApp {
             every: self.correlation.every.max(1),
             labels: self.correlation.labels.clone(),
         };
-        match crate::correlation_job::CorrelationJob::spawn(spec, self.worker.device.clone(), Box::new(|| {})) {
+        match crate::correlation_job::CorrelationJob::spawn(spec, self.worker.device.clone()) {
             Ok(job) => self.correlation.started(job),
             Err(e) => self.correlation.result = Some(Err(format!("could not start the job: {e}"))),
         }

@@ -1,7 +1,8 @@
 //! "AU correlation over the video" as a background job on its own named
 //! thread, with its own decoder, face models and model copy, so frames keep
 //! coming while it runs. Progress and the result come back over a bounded
-//! channel; dropping the job (or `cancel`) stops it between frames.
+//! channel, which the UI polls (it repaints while a job runs); dropping the
+//! job (or `cancel`) stops it between frames.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -42,7 +43,7 @@ pub struct CorrelationJob {
 }
 
 impl CorrelationJob {
-    pub fn spawn(spec: CorrelationSpec, device: Device, repaint: Box<dyn Fn() + Send>) -> std::io::Result<Self> {
+    pub fn spawn(spec: CorrelationSpec, device: Device) -> std::io::Result<Self> {
         let (tx, rx) = sync_channel(16);
         let cancel = Arc::new(AtomicBool::new(false));
         let stop = cancel.clone();
@@ -50,11 +51,9 @@ impl CorrelationJob {
             let result = run(&spec, &device, &stop, &mut |done, total| {
                 // Progress may be dropped when the UI is behind; the result is not.
                 let _ = tx.try_send(JobEvent::Progress { done, total });
-                repaint();
             });
             if let Some(result) = result {
                 let _ = tx.send(JobEvent::Done(result));
-                repaint();
             }
         })?;
         Ok(CorrelationJob { events: rx, cancel, _thread: thread })

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use auscope_core::explain::render::{Colormap, OverlayStyle};
-use auscope_core::explain::{ExplainOptions, Explanation, Matrix, Method, face_too_small};
+use auscope_core::explain::{ExplainOptions, Explanation, MapStack, Matrix, Method, face_too_small};
 use auscope_core::face::Face;
 use auscope_core::frame::Roi;
 use eframe::egui::{self, Color32, Pos2, Rect, Sense, Stroke, Vec2};
@@ -50,13 +50,15 @@ impl ExplainState {
         ExplainState { view, ..Self::default() }
     }
 
+    /// Index of the map shown: the chosen label, or the first map.
+    fn shown_map(&self, maps: &MapStack) -> usize {
+        self.label.as_deref().and_then(|l| maps.index_of(l)).unwrap_or(0)
+    }
+
     /// One line naming what is shown: method and map.
     pub fn caption(&self, wanted: Option<&ExplainRequest>) -> Option<String> {
         let e = self.current(wanted)?;
-        let map = e.maps.as_ref().map(|m| {
-            let l = self.label.clone().filter(|l| m.index_of(l).is_some()).unwrap_or_else(|| m.labels[0].clone());
-            format!(", {l}")
-        });
+        let map = e.maps.as_ref().and_then(|m| m.labels.get(self.shown_map(m))).map(|l| format!(", {l}"));
         Some(format!("{}{}", e.method.title(), map.unwrap_or_default()))
     }
 
@@ -109,7 +111,7 @@ impl ExplainState {
     pub fn overlay(&mut self, wanted: Option<&ExplainRequest>) -> Option<MapOverlay> {
         let e = self.current(wanted)?.clone();
         let maps = e.maps.as_ref()?;
-        let i = self.label.as_deref().and_then(|l| maps.index_of(l)).unwrap_or(0);
+        let i = self.shown_map(maps);
         let label = maps.labels.get(i)?.clone();
         let w = wanted?;
         let fresh = !matches!(&self.map, Some((r, l, _)) if r == w && *l == label);
@@ -178,7 +180,7 @@ impl ExplainState {
         };
         let ms = self.result.as_ref().map_or(0.0, |r| r.2);
         if let Some(maps) = &e.maps {
-            let current = self.label.clone().filter(|l| maps.index_of(l).is_some()).unwrap_or_else(|| maps.labels[0].clone());
+            let current = maps.labels[self.shown_map(maps)].clone();
             egui::ComboBox::from_label("Map").selected_text(&current).show_ui(ui, |ui| {
                 for l in &maps.labels {
                     if ui.selectable_label(*l == current, l).clicked() {

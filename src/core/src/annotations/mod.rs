@@ -60,7 +60,7 @@ impl LabelValue {
     /// A coder's label: present or absent, intensity optional (present when given).
     pub fn coded(occurrence: bool, intensity: Option<u8>) -> Self {
         let intensity = intensity.filter(|i| (1..=5).contains(i));
-        LabelValue { occurrence: occurrence || intensity.is_some(), intensity: if occurrence || intensity.is_some() { intensity } else { None }, score: None }
+        LabelValue { occurrence: occurrence || intensity.is_some(), intensity, score: None }
     }
 
     /// A model's probability, present at 0.5.

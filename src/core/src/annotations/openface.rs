@@ -43,8 +43,7 @@ pub fn import(store: &mut Store, csv: &Path, who: &str) -> Result<Imported, Core
     let known = |h: &str| {
         let h = h.to_ascii_lowercase();
         ["frame", "face_id", "timestamp", "confidence", "success"].contains(&h.as_str())
-            || ["gaze_", "pose_", "x_", "y_", "z_", "x_3d", "p_", "eye_lmk"].iter().any(|p| h.starts_with(p))
-            || h.starts_with('x') && h[1..].chars().all(|c| c.is_ascii_digit() || c == '_')
+            || ["gaze_", "pose_", "x_", "y_", "z_", "p_", "eye_lmk"].iter().any(|p| h.starts_with(p))
     };
     for (i, h) in header.iter().enumerate() {
         match au_name(h) {

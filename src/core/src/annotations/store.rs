@@ -267,24 +267,25 @@ impl Store {
 
     /// Labels, optionally of one source and one coder/model, in key order.
     pub fn labels(&self, source: Option<Source>, who: Option<&str>) -> Result<Vec<Label>, CoreError> {
-        let mut q = self
-            .conn
-            .prepare(
-                "SELECT frame, face, au, source, who, occurrence, intensity, score, time_ms FROM labels
-                 WHERE (?1 IS NULL OR source = ?1) AND (?2 IS NULL OR who = ?2) ORDER BY frame, face, au, source, who",
-            )
-            .map_err(|e| self.err(&e))?;
-        let rows = q.query_map(params![source.map(Source::name), who], row_label).map_err(|e| self.err(&e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(&e))
+        self.select_labels(None, source, who)
     }
 
     /// The labels of one frame (all sources).
     pub fn frame_labels(&self, frame: usize) -> Result<Vec<Label>, CoreError> {
+        self.select_labels(Some(frame), None, None)
+    }
+
+    /// Labels with each given filter, in key order.
+    fn select_labels(&self, frame: Option<usize>, source: Option<Source>, who: Option<&str>) -> Result<Vec<Label>, CoreError> {
         let mut q = self
             .conn
-            .prepare("SELECT frame, face, au, source, who, occurrence, intensity, score, time_ms FROM labels WHERE frame = ?1 ORDER BY face, au, source, who")
+            .prepare(
+                "SELECT frame, face, au, source, who, occurrence, intensity, score, time_ms FROM labels
+                 WHERE (?1 IS NULL OR frame = ?1) AND (?2 IS NULL OR source = ?2) AND (?3 IS NULL OR who = ?3)
+                 ORDER BY frame, face, au, source, who",
+            )
             .map_err(|e| self.err(&e))?;
-        let rows = q.query_map([frame as i64], row_label).map_err(|e| self.err(&e))?;
+        let rows = q.query_map(params![frame.map(|f| f as i64), source.map(Source::name), who], row_label).map_err(|e| self.err(&e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(&e))
     }
 

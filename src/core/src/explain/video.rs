@@ -57,7 +57,7 @@ pub fn predict_video(
             }
         };
         let faces = pipeline.faces(&frame.image)?;
-        let Some(largest) = faces.iter().max_by(|a, b| a.box_xywh()[2].total_cmp(&b.box_xywh()[2])) else {
+        let Some(largest) = crate::face::largest(&faces) else {
             out.skipped.push(format!("frame {i}: no face"));
             continue;
         };
