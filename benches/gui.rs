@@ -8,6 +8,9 @@
 //! shaders/overlay.wgsl (the app's path); the CPU-coloured texture fallback
 //! (no wgpu renderer); side by side with a map in each viewer.
 //!
+//! A second table: the review window on a video, idle against the same
+//! while a fine-tune job trains in the background (its own thread).
+//!
 //! `cargo bench --bench gui`. Needs ../shared/data. Without a GPU, wgpu runs
 //! on lavapipe (a CPU rasteriser), so absolute times are the CPU's; the
 //! ratios are what to compare. Env: AUSCOPE_BENCH_FRAMES (default 60).
@@ -23,9 +26,17 @@ use burn::tensor::Device;
 use eframe::egui::Vec2;
 use egui_kittest::Harness;
 
+fn shared(rel: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data").join(rel);
+    assert!(path.exists(), "needs ../shared/data (missing {})", path.display());
+    path
+}
+
 fn harness(gpu: bool) -> Harness<'static, AuscopeApp> {
-    let image = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/faces/single_face.jpg");
-    assert!(image.exists(), "needs ../shared/data (missing {})", image.display());
+    harness_on(gpu, shared("faces/single_face.jpg"))
+}
+
+fn harness_on(gpu: bool, image: PathBuf) -> Harness<'static, AuscopeApp> {
     let mut h = Harness::builder().with_size(Vec2::new(1100.0, 700.0)).wgpu().build_eframe(move |cc| {
         let ctx = cc.egui_ctx.clone();
         let worker = Worker::spawn(Device::flex(), Box::new(move || ctx.request_repaint())).expect("worker");
@@ -91,4 +102,48 @@ fn main() {
     for (name, ms) in &rows {
         println!("{name:<38} {ms:>10.2} {:>12.2}", ms / reference);
     }
+
+    let (idle, busy, steps) = during_finetune(frames);
+    println!();
+    println!("GUI frame time while a fine-tune trains (PIAP demo, single_face.mp4, 8 corrected frames)");
+    println!("{:<38} {:>10} {:>12}", "case", "ms/frame", "x idle");
+    println!("{:<38} {idle:>10.2} {:>12.2}", "review window, idle (reference)", 1.0);
+    println!("{:<38} {busy:>10.2} {:>12.2}", "same, fine-tune running", busy / idle);
+    println!("training steps the job made meanwhile: {steps}");
+}
+
+/// Frame time of the review window on a video, idle and while its
+/// fine-tune job trains on another thread (long enough to outlast the
+/// measurement, then cancelled).
+fn during_finetune(frames: usize) -> (f64, f64, usize) {
+    use auscope_core::annotations::store::{Change, Store};
+    use auscope_core::annotations::{LabelKey, LabelValue};
+    use egui_kittest::kittest::Queryable;
+    let dir = std::env::temp_dir().join(format!("auscope-bench-review-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch");
+    let clip = dir.join("clip.mp4");
+    std::fs::copy(shared("video/single_face.mp4"), &clip).expect("copy");
+    let mut store = Store::open_for_media(&clip).expect("project");
+    let changes: Vec<Change> = (0..8)
+        .map(|k| Change { key: LabelKey { frame: k * 9, face: 0, au: "AU12".into() }, value: Some(LabelValue::coded(k < 4, None)) })
+        .collect();
+    store.edit("bench", "labels", &changes).expect("labels");
+    drop(store);
+    let mut h = harness_on(true, clip);
+    h.state_mut().review_mut().set_coder("bench");
+    wait(&mut h, "AUs and labels", |a| a.selected_aus().is_some() && !a.review().loading());
+    let idle = frame_ms(&mut h, frames);
+    h.state_mut().review_mut().finetune.epochs = 10_000;
+    h.step();
+    h.get_by_label("Fine-tune on my corrections").click_accesskit();
+    wait(&mut h, "training", |a| a.review().finetune.steps() > 0);
+    let before = h.state().review().finetune.steps();
+    let busy = frame_ms(&mut h, frames);
+    let steps = h.state().review().finetune.steps() - before;
+    h.state_mut().review_mut().finetune.cancel();
+    wait(&mut h, "cancelled", |a| !a.review().finetune.running());
+    drop(h);
+    let _ = std::fs::remove_dir_all(&dir);
+    (idle, busy, steps)
 }

@@ -46,7 +46,7 @@ fn faces(size: usize, n_au: usize, pipeline: &FacePipeline) -> Vec<Prepared> {
     let samples = FACES
         .iter()
         .enumerate()
-        .map(|(i, f)| Sample { media: dir.join(f), frame: 0, subject: f.to_string(), labels: (0..n_au).map(|a| ((i + a) % 3 == 0) as u8 as f32).collect() })
+        .map(|(i, f)| Sample { media: dir.join(f), frame: 0, subject: f.to_string(), labels: (0..n_au).map(|a| ((i + a) % 3 == 0) as u8 as f32).collect(), face: None })
         .collect();
     let data = Dataset { aus: vec![String::new(); n_au], samples, skipped: 0 };
     let (faces, _) = prepare(&data, &[0, 1, 2, 3, 4], size, pipeline, &mut |_, _| {}).expect("prepare");

@@ -64,6 +64,9 @@ pub struct AuscopeApp {
     model_pending: Option<ModelRequest>,
     model_request: Option<ModelRequest>,
     correlation: crate::correlation_ui::CorrelationPanel,
+    review: crate::review_ui::Review,
+    /// The face to select when the frame asked for arrives (review seeks).
+    want_face: Option<usize>,
 }
 
 impl AuscopeApp {
@@ -97,6 +100,8 @@ impl AuscopeApp {
             model_pending: None,
             model_request: None,
             correlation: Default::default(),
+            review: Default::default(),
+            want_face: None,
         };
         if let Some(path) = open {
             app.open(path);
@@ -278,6 +283,7 @@ impl AuscopeApp {
             detector: self.detector,
             every: self.correlation.every.max(1),
             labels: self.correlation.labels.clone(),
+            predict_only: false,
         };
         match crate::correlation_job::CorrelationJob::spawn(spec, self.worker.device.clone()) {
             Ok(job) => self.correlation.started(job),
@@ -328,8 +334,64 @@ impl AuscopeApp {
         }
     }
 
+    /// The review panel (tests drive it).
+    pub fn review(&self) -> &crate::review_ui::Review {
+        &self.review
+    }
+
+    pub fn review_mut(&mut self) -> &mut crate::review_ui::Review {
+        &mut self.review
+    }
+
+    /// The model request in use (kind and weights).
+    pub fn model_request(&self) -> Option<&ModelRequest> {
+        self.model_request.as_ref()
+    }
+
+    /// Frame index on screen.
+    pub fn shown_frame(&self) -> Option<usize> {
+        self.shown.as_ref().map(|s| s.analyzed.frame.id.index)
+    }
+
+    /// The media's adopted fine-tuned version of the current model replaces
+    /// its base weights (the user chose it in this project).
+    fn use_adopted(&mut self) {
+        let Some(ModelRequest { kind: PredictorKind::Net(kind), weights: None }) = self.model_request.clone() else { return };
+        if self.model_pending.is_some() {
+            return;
+        }
+        if let Some(w) = self.review.adopted_weights(kind) {
+            self.notice = Some(format!("Using this media's adopted fine-tuned {} ({})", kind.title(), w.display()));
+            self.set_model(Some(PredictorKind::Net(kind)), Some(w));
+        }
+    }
+
+    fn on_review(&mut self, action: Option<crate::review_ui::ReviewAction>) {
+        match action {
+            Some(crate::review_ui::ReviewAction::Seek { frame, face }) => {
+                if self.shown.as_ref().is_some_and(|s| s.analyzed.frame.id.index == frame) {
+                    self.selected_face = Some(face);
+                } else {
+                    self.want_face = Some(face);
+                }
+                self.go_to(frame);
+            }
+            Some(crate::review_ui::ReviewAction::UseWeights(w)) => {
+                if let Some(kind) = self.model_request.as_ref().map(|m| m.kind) {
+                    self.set_model(Some(kind), w);
+                }
+            }
+            None => {}
+        }
+    }
+
     pub fn open(&mut self, path: PathBuf) {
         self.busy = self.worker.send(Request::Open(path));
+    }
+
+    /// Show frame `index` (clamped to the source).
+    pub fn seek(&mut self, index: usize) {
+        self.go_to(index);
     }
 
     fn go_to(&mut self, index: usize) {
@@ -341,8 +403,10 @@ impl AuscopeApp {
         while let Ok(reply) = self.worker.replies.try_recv() {
             match reply {
                 Reply::Opened(Ok(info)) => {
+                    self.review.open(&info.path, info.frame_count);
                     self.source = Some(info);
                     self.correlation.clear();
+                    self.use_adopted();
                     self.wanted = 0;
                     self.requested = None;
                     self.shown = None;
@@ -359,7 +423,11 @@ impl AuscopeApp {
                     match result {
                         Ok(analyzed) => {
                             let texture = frame_texture(ctx, &analyzed);
-                            self.selected_face = (!analyzed.faces.is_empty()).then_some(0);
+                            if let Some(Ok(probs)) = &analyzed.aus {
+                                self.review.on_predictions(index, probs);
+                            }
+                            let n = analyzed.faces.len();
+                            self.selected_face = self.want_face.take().filter(|&f| f < n).or((n > 0).then_some(0));
                             self.shown = Some(Shown {
                                 analyzed,
                                 texture,
@@ -384,6 +452,9 @@ impl AuscopeApp {
                             self.model = info;
                             self.model_request = self.model_pending.take();
                             self.correlation.clear();
+                            let who = self.model_request.as_ref().map(crate::review_ui::model_who);
+                            self.review.set_model(self.model.as_ref().map(|m| m.aus.as_slice()), who);
+                            self.use_adopted();
                         }
                         Err(e) => {
                             self.model_wanted = self.model.as_ref().map(|i| i.kind);
@@ -538,6 +609,9 @@ impl AuscopeApp {
                 self.go_to(index);
             }
         });
+        if let Some(frame) = self.review.tracks_ui(ui, self.wanted) {
+            self.go_to(frame);
+        }
     }
 
     fn keyboard(&mut self, ctx: &egui::Context) {
@@ -563,6 +637,11 @@ impl AuscopeApp {
         }
         if end {
             self.go_to(usize::MAX);
+        }
+        if let Some(shown) = &self.shown {
+            let frame = shown.analyzed.frame.id.index;
+            let action = self.review.keys(ctx, frame, self.selected_face);
+            self.on_review(action);
         }
     }
 
@@ -594,7 +673,14 @@ impl AuscopeApp {
             }
         }
         let selected = self.selected_face.filter(|&i| i < faces.len());
-        au_panel_ui(ui, self.model.as_ref(), self.model_loading, &shown.analyzed, selected);
+        let frame = shown.analyzed.frame.id.index;
+        let review = &mut self.review;
+        au_panel_ui(ui, self.model.as_ref(), self.model_loading, &shown.analyzed, selected, &mut |ui, face| review.au_table_ui(ui, frame, face));
+        // Reviewing needs a model's AUs to label.
+        if self.model.is_some() {
+            let action = self.review.panel_ui(ui, frame, selected, self.model_request.as_ref(), &self.worker.device);
+            self.on_review(action);
+        }
         let wanted = self.explain_wanted();
         let compare_wanted = self.compare_wanted();
         let compare_model = self.compare_model().cloned();
@@ -731,6 +817,7 @@ fn au_panel_ui(
     loading: bool,
     analyzed: &AnalyzedFrame,
     selected: Option<usize>,
+    table: &mut dyn FnMut(&mut egui::Ui, usize),
 ) {
     ui.separator();
     let Some(model) = model else {
@@ -766,19 +853,7 @@ fn au_panel_ui(
         (Some(Err(e)), _) => {
             ui.colored_label(egui::Color32::from_rgb(255, 110, 110), format!("Model failed: {e}"));
         }
-        (Some(Ok(probs)), Some(i)) if i < probs.len() => {
-            egui::Grid::new("au-probs").num_columns(2).show(ui, |ui| {
-                for (name, p) in model.aus.iter().zip(&probs[i]) {
-                    ui.label(name);
-                    ui.add(
-                        egui::ProgressBar::new(*p)
-                            .desired_width(160.0)
-                            .text(format!("{p:.2}")),
-                    );
-                    ui.end_row();
-                }
-            });
-        }
+        (Some(Ok(probs)), Some(i)) if i < probs.len() => table(ui, i),
         (None, _) if loading => {
             ui.label("Loading AU model…");
         }
@@ -822,6 +897,9 @@ impl eframe::App for AuscopeApp {
         self.poll_worker(&ctx);
         self.handle_export();
         self.handle_correlation();
+        if self.review.poll() {
+            ctx.request_repaint_after(std::time::Duration::from_millis(100));
+        }
         if self.correlation.poll() {
             // The job has no handle on the context; look again shortly.
             ctx.request_repaint_after(std::time::Duration::from_millis(100));

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::thread::JoinHandle;
 
-use auscope_core::explain::video::{VideoCorrelation, labels_for_video, predict_video, video_correlation};
+use auscope_core::explain::video::{VideoAus, VideoCorrelation, labels_for_video, predict_video, video_correlation};
 use auscope_core::face::{DetectorKind, FacePipeline};
 use auscope_core::models::{ModelFiles, open_predictor};
 use auscope_core::source::open_source;
@@ -28,12 +28,17 @@ pub struct CorrelationSpec {
     pub every: usize,
     /// An OpenFace or auscope label CSV of this video.
     pub labels: Option<PathBuf>,
+    /// Only predict (the review's "Predict all frames"): the result is
+    /// `Predicted`, no matrices.
+    pub predict_only: bool,
 }
 
 pub enum JobEvent {
     Progress { done: usize, total: usize },
     /// The matrices, and the sampled frames left out (no face, decode error).
     Done(Result<(VideoCorrelation, Vec<String>), String>),
+    /// The predictions of a `predict_only` job.
+    Predicted(Result<VideoAus, String>),
 }
 
 pub struct CorrelationJob {
@@ -52,8 +57,8 @@ impl CorrelationJob {
                 // Progress may be dropped when the UI is behind; the result is not.
                 let _ = tx.try_send(JobEvent::Progress { done, total });
             });
-            if let Some(result) = result {
-                let _ = tx.send(JobEvent::Done(result));
+            if let Some(event) = result {
+                let _ = tx.send(event);
             }
         })?;
         Ok(CorrelationJob { events: rx, cancel, _thread: thread })
@@ -70,13 +75,9 @@ impl Drop for CorrelationJob {
     }
 }
 
-/// None when cancelled.
-fn run(
-    spec: &CorrelationSpec,
-    device: &Device,
-    stop: &AtomicBool,
-    progress: &mut dyn FnMut(usize, usize),
-) -> Option<Result<(VideoCorrelation, Vec<String>), String>> {
+/// The final event; None when cancelled.
+fn run(spec: &CorrelationSpec, device: &Device, stop: &AtomicBool, progress: &mut dyn FnMut(usize, usize)) -> Option<JobEvent> {
+    let fail = |e: String| Some(if spec.predict_only { JobEvent::Predicted(Err(e)) } else { JobEvent::Done(Err(e)) });
     let prepared = (|| {
         let model = open_predictor(spec.model.kind, ModelFiles { weights: spec.model.weights.as_deref(), ..ModelFiles::default() }, device)?;
         // The label file first, so a wrong one fails before minutes of frames.
@@ -87,7 +88,7 @@ fn run(
     })();
     let (model, labels, mut source, pipeline) = match prepared {
         Ok(p) => p,
-        Err(e) => return Some(Err(e.to_string())),
+        Err(e) => return fail(e.to_string()),
     };
     let predicted = predict_video(source.as_mut(), &pipeline, &model, spec.every, device, &mut |done, total| {
         progress(done, total);
@@ -95,7 +96,8 @@ fn run(
     });
     match predicted {
         Ok(None) => None,
-        Err(e) => Some(Err(e.to_string())),
-        Ok(Some(p)) => Some(video_correlation(&p, labels.as_ref()).map(|c| (c, p.skipped)).map_err(|e| e.to_string())),
+        Err(e) => fail(e.to_string()),
+        Ok(Some(p)) if spec.predict_only => Some(JobEvent::Predicted(Ok(p))),
+        Ok(Some(p)) => Some(JobEvent::Done(video_correlation(&p, labels.as_ref()).map(|c| (c, p.skipped)).map_err(|e| e.to_string()))),
     }
 }

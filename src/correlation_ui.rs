@@ -49,6 +49,7 @@ impl CorrelationPanel {
                     self.job = None;
                     return false;
                 }
+                JobEvent::Predicted(_) => {}
             }
         }
         true

@@ -364,3 +364,84 @@ fn explain_refuses_what_a_model_cannot_show() {
     let e = err(&["explain", f, "--model", "piap", "--method", "gradcam", "--out", o]);
     assert!(e.contains("unknown method 'gradcam'"), "{e}");
 }
+
+#[test]
+fn labels_import_export_agreement_and_finetune_a_project() {
+    let dir = scratch("cli-project");
+    let clip = dir.join("clip.mp4");
+    std::fs::copy(video("single_face.mp4"), &clip).expect("copy the clip");
+    let s = |p: &std::path::Path| p.to_str().expect("utf8").to_string();
+    let ok = |args: &[&str]| {
+        let out = auscope(args);
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "auscope {args:?}: {text}");
+        text
+    };
+    // Nothing to read before a project exists.
+    let out = auscope(&["labels", "list", "--project", &s(&clip)]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such project"));
+    // Alice's labels of every 6th frame (AU12 on in the first half), in the plain format.
+    let mut csv = String::from("frame,face,au,source,who,occurrence,intensity,score,time_ms\n");
+    for f in (0..72).step_by(6) {
+        csv += &format!("{f},0,AU12,coder,alice,{},{},,0\n", (f < 36) as u8, if f < 36 { "C" } else { "" });
+        csv += &format!("{f},0,AU06,coder,alice,{},,,0\n", (f < 18) as u8);
+    }
+    let labels = dir.join("alice.csv");
+    std::fs::write(&labels, csv).expect("csv");
+    assert!(ok(&["labels", "import", "--project", &s(&clip), &s(&labels)]).contains("imported 24 labels"));
+    // A second source: bob said AU12 is always present.
+    let mut bob = String::from("frame,face,au,source,who,occurrence,intensity,score,time_ms\n");
+    for f in (0..72).step_by(6) {
+        bob += &format!("{f},0,AU12,coder,bob,1,,,0\n");
+    }
+    let bob_file = dir.join("bob.csv");
+    std::fs::write(&bob_file, bob).expect("csv");
+    ok(&["labels", "import", "--project", &s(&clip), &s(&bob_file)]);
+    let agree = auscope(&["labels", "agreement", "--project", &s(&clip), "coder:alice", "coder:bob", "--json"]);
+    assert!(agree.status.success(), "{}", String::from_utf8_lossy(&agree.stderr));
+    let rows: serde_json::Value = serde_json::from_slice(&agree.stdout).expect("json");
+    let au12 = rows.as_array().expect("rows").iter().find(|r| r["au"] == "AU12").expect("AU12");
+    // 6 of 12 agree (both present): F1 = 2*6/(2*6+6) = 2/3, kappa 0.
+    assert_eq!(au12["n"], 12);
+    assert!((au12["f1"].as_f64().expect("f1") - 2.0 / 3.0).abs() < 1e-9, "{au12}");
+    assert!(au12["kappa"].as_f64().expect("kappa").abs() < 1e-9, "{au12}");
+    // Export round trip: the JSON holds alice's labels with intensity letters.
+    let json = dir.join("alice.json");
+    ok(&["labels", "export", "--project", &s(&clip), "--out", &s(&json), "--source", "coder", "--who", "alice"]);
+    let v = read_json(&json);
+    let rows = v["labels"].as_array().expect("labels");
+    assert_eq!(rows.len(), 24);
+    assert_eq!(v["media"], "clip.mp4");
+    assert!(rows.iter().any(|r| r["au"] == "AU12" && r["intensity"] == "C" && r["occurrence"] == 1));
+    // A CSV with other columns is refused with the reason.
+    let odd = dir.join("odd.csv");
+    std::fs::write(&odd, "frame,face,au,source,who,occurrence,intensity,score,time_ms,mood\n0,0,AU12,coder,x,1,,,0,happy\n").expect("csv");
+    let out = auscope(&["labels", "import", "--project", &s(&clip), &s(&odd)]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown: [\"mood\"]"), "{err}");
+
+    // Fine-tune on alice's corrections, adopt the result.
+    let text = ok(&["--device", "cpu", "finetune", "--project", &s(&clip), "--model", "lrp-arl-ff", "--coder", "alice", "--epochs", "1", "--adopt"]);
+    assert!(text.contains("12 corrected faces: 10 to train on, 2 held out"), "{text}");
+    assert!(text.contains("new version v1 of lrp-arl-ff") && text.contains("adopted v1"), "{text}");
+    let v1 = dir.join("clip.mp4.auscope-models/lrp-arl-ff/v1");
+    for f in ["model.bpk", "run.json", "metrics.json", "finetune.json"] {
+        assert!(v1.join(f).exists(), "{f} in {}", v1.display());
+    }
+    let card = read_json(&v1.join("finetune.json"));
+    assert_eq!(card["held_out_faces"], 2);
+    assert_eq!(card["coder"], "alice");
+    // The adopted version runs through `infer --weights`.
+    ok(&["infer", &s(&face_image("single_face.jpg")), "--model", "lrp-arl-ff", "--weights", &s(&v1.join("model.bpk")), "--device", "cpu"]);
+    // Too few corrections: a clear refusal.
+    let other = dir.join("other.mp4");
+    std::fs::copy(video("single_face.mp4"), &other).expect("copy");
+    std::fs::write(&labels, "frame,face,au,source,who,occurrence,intensity,score,time_ms\n0,0,AU12,coder,alice,1,,,0\n").expect("csv");
+    ok(&["labels", "import", "--project", &s(&other), &s(&labels)]);
+    let out = auscope(&["--device", "cpu", "finetune", "--project", &s(&other), "--model", "piap", "--epochs", "1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 2 corrected faces"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -13,7 +13,7 @@ use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 
 fn harness_with(path: std::path::PathBuf) -> Harness<'static, AuscopeApp> {
-    Harness::builder()
+    let mut harness = Harness::builder()
         .with_size(Vec2::new(1100.0, 700.0))
         .wgpu()
         .build_eframe(move |cc| {
@@ -21,7 +21,10 @@ fn harness_with(path: std::path::PathBuf) -> Harness<'static, AuscopeApp> {
             let worker = Worker::spawn(Device::flex(), Box::new(move || ctx.request_repaint()))
                 .expect("worker");
             AuscopeApp::new(worker, "CPU (burn Flex) — test".into(), Some(path)).with_gpu(cc.wgpu_render_state.as_ref())
-        })
+        });
+    // The coder's name is on screen; not the machine's $USER.
+    harness.state_mut().review_mut().set_coder("tester");
+    harness
 }
 
 /// Step the UI until the background worker has delivered a frame.
@@ -66,7 +69,7 @@ fn a_corrupt_file_shows_an_error_and_the_app_stays_usable() {
 fn step_until(harness: &mut Harness<'_, AuscopeApp>, what: &str, done: impl Fn(&AuscopeApp) -> bool) {
     let start = Instant::now();
     while !done(harness.state()) {
-        assert!(start.elapsed() < Duration::from_secs(300), "{what}: not within 5 minutes");
+        assert!(start.elapsed() < Duration::from_secs(300), "{what}: not within 5 minutes{}", harness.state().error().map(|e| format!(" (error: {e})")).unwrap_or_default());
         harness.step();
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -299,5 +302,76 @@ fn au_correlation_over_a_video_compares_predictions_with_a_label_file() {
     step_until(&mut harness, "refusal", |app| matches!(app.video_correlation(), Some(Err(_))));
     let err = harness.state().video_correlation().expect("result").clone().expect_err("refused");
     assert!(err.contains("no AU column the model predicts"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_coder_corrects_an_au_by_key_and_a_fine_tune_lists_a_new_version() {
+    use auscope_core::annotations::Source;
+    use auscope_core::annotations::store::{Store, project_path};
+    use auscope_core::models::{ModelKind, PredictorKind};
+    use eframe::egui::{Key, Modifiers};
+    let dir = scratch("gui-review");
+    let clip = dir.join("clip.mp4");
+    std::fs::copy(video("single_face.mp4"), &clip).expect("copy the clip");
+    let mut harness = harness_with(clip.clone());
+    harness.state_mut().set_show_timings(false);
+    harness.state_mut().review_mut().set_coder("alice");
+    wait_for_frame(&mut harness);
+    assert!(!project_path(&clip).exists(), "looking at a video creates no project file");
+    harness.state_mut().set_model(Some(PredictorKind::Net(ModelKind::Piap)), None);
+    step_until(&mut harness, "AUs shown", |app| app.selected_aus().is_some());
+    let aus = harness.state().model().expect("model").aus.clone();
+    let au12 = aus.iter().position(|a| a == "AU12").expect("PIAP detects AU12");
+    step_until(&mut harness, "labels read", |app| !app.review().loading());
+    let p12 = harness.state().selected_aus().expect("probabilities")[au12];
+    harness.get_by_label_contains("label (alice)");
+
+    // The row's number key flips the shown decision and saves it at once.
+    const DIGITS: [Key; 9] = [Key::Num1, Key::Num2, Key::Num3, Key::Num4, Key::Num5, Key::Num6, Key::Num7, Key::Num8, Key::Num9];
+    harness.key_press(DIGITS[au12]);
+    harness.step();
+    harness.step();
+    let coded = |clip: &std::path::Path| Store::open(&project_path(clip)).expect("project").labels(Some(Source::Coder), Some("alice")).expect("labels");
+    let labels = coded(&clip);
+    assert_eq!(labels.len(), 1, "{labels:?}");
+    assert_eq!((labels[0].key.frame, labels[0].key.au.as_str()), (0, "AU12"));
+    assert_eq!(labels[0].value.occurrence, p12 < 0.5, "the key flips the model's decision (p = {p12})");
+    harness.get_by_label(if p12 < 0.5 { "present" } else { "absent" });
+    // Undo and redo from the keyboard.
+    harness.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+    harness.step();
+    assert!(coded(&clip).is_empty(), "undone");
+    harness.key_press_modifiers(Modifiers::COMMAND, Key::Y);
+    harness.step();
+    assert_eq!(coded(&clip).len(), 1, "redone");
+
+    // Accept the model on three more frames (Enter), then fine-tune one epoch.
+    for frame in [20, 40, 60] {
+        harness.state_mut().seek(frame);
+        step_until(&mut harness, "frame shown", |app| app.shown_frame() == Some(frame) && app.selected_aus().is_some());
+        harness.key_press(Key::Enter);
+        harness.step();
+    }
+    let labels = coded(&clip);
+    assert_eq!(labels.len(), 1 + 3 * aus.len(), "frame 0's AU12 and every AU of three frames");
+    harness.state_mut().review_mut().finetune.epochs = 1;
+    harness.step();
+    harness.get_by_label("Fine-tune on my corrections").click_accesskit();
+    step_until(&mut harness, "fine-tune started", |app| app.review().finetune.running() || app.review().finetune.result.is_some());
+    step_until(&mut harness, "fine-tune finished", |app| !app.review().finetune.running() && app.review().finetune.result.is_some());
+    let version = harness.state().review().finetune.result.clone().expect("result").expect("fine-tune succeeded");
+    assert_eq!(version.name, "v1");
+    assert_eq!((version.train_faces, version.held_out_faces), (3, 1));
+    assert!(version.weights().exists());
+    assert_eq!(harness.state().review().finetune.versions.len(), 1, "the new version is listed");
+    harness.get_by_label_contains("F1 on the held-out corrections");
+    harness.get_by_label("v1");
+    // Adopt it: the app switches to the version's weights.
+    harness.get_by_label("Adopt").click_accesskit();
+    step_until(&mut harness, "version in use", |app| app.model_request().and_then(|m| m.weights.clone()) == Some(version.weights()));
+    harness.get_by_label("v1 (in use)");
+    harness.get_by_label("Roll back").click_accesskit();
+    step_until(&mut harness, "base weights again", |app| app.model_request().is_some_and(|m| m.weights.is_none()));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -43,7 +43,7 @@ fn faces(dir: &Path, per_face: usize, size: usize) -> Vec<Prepared> {
             }
             let file = dir.join(format!("f{s}_{k}.png"));
             img.save(&file).expect("save");
-            data.samples.push(Sample { media: file, frame: 0, subject: format!("s{s}"), labels: vec![on as u8 as f32] });
+            data.samples.push(Sample { media: file, frame: 0, subject: format!("s{s}"), labels: vec![on as u8 as f32], face: None });
         }
     }
     let all: Vec<usize> = (0..data.samples.len()).collect();

@@ -16,6 +16,7 @@ use auscope_core::{Compute, CoreError, DeviceChoice};
 use clap::{Parser, Subcommand};
 
 mod explain;
+mod project;
 
 #[derive(Parser)]
 #[command(
@@ -111,6 +112,40 @@ enum Command {
         #[arg(long, default_value = "full")]
         detector: DetectorKind,
     },
+    /// A media file's labels (its project file `<media>.auscope`): import,
+    /// export, agreement between sources, who labelled what.
+    Labels {
+        #[command(subcommand)]
+        command: project::LabelsCommand,
+    },
+    /// Fine-tune a model on a project's coder-corrected frames: before/after
+    /// per-AU F1 on held-out corrected frames, saved as a new model version
+    /// next to the project (docs/annotations.md).
+    Finetune {
+        /// The project file (`<media>.auscope`) or its media file.
+        #[arg(long)]
+        project: PathBuf,
+        /// fan-trans, transau, piap or lrp-arl-ff.
+        #[arg(long)]
+        model: String,
+        /// Base weights (.bpk); default: the shipped demo weights.
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// Only this coder's corrections (default: every coder's).
+        #[arg(long)]
+        coder: Option<String>,
+        #[arg(long, default_value_t = 5)]
+        epochs: usize,
+        /// Fraction of the corrected faces held out (the last ones in frame order).
+        #[arg(long, default_value_t = 0.2)]
+        held_out: f32,
+        /// Add the blendshape teacher's pseudo-labels of every Nth uncorrected frame.
+        #[arg(long)]
+        teacher_every: Option<usize>,
+        /// Adopt the new version for this media (the app then uses it).
+        #[arg(long)]
+        adopt: bool,
+    },
     /// Convert weights: a PyTorch checkpoint (+ config) to an auscope .bpk that
     /// carries its config, or a .bpk to a PyTorch-layout .safetensors.
     Convert {
@@ -188,6 +223,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Convert { model, out } => convert(&model.model, model.files(), &out),
         Command::Train { config, fresh } => train(&config, fresh, cli.device),
         Command::Eval { config, weights, json } => eval(&config, weights.as_deref(), json, cli.device),
+        Command::Labels { command } => project::labels(command),
+        Command::Finetune { project, model, weights, coder, epochs, held_out, teacher_every, adopt } => project::finetune(
+            project::FinetuneArgs { project, model, weights, coder, epochs, held_out, teacher_every, adopt },
+            cli.device,
+        ),
     }
 }
 

@@ -1,6 +1,7 @@
 //! AU labels of one media file: a SQLite project file next to the media
-//! ([`store::Store`]), OpenFace CSV import/export ([`openface`]) and
-//! agreement between label sources ([`agreement`]).
+//! ([`store::Store`]), OpenFace CSV import/export ([`openface`]), plain
+//! CSV/JSON ([`plain`]), agreement between label sources ([`agreement`])
+//! and the review window's data ([`review`]).
 //!
 //! A label is per (frame, face, AU) and per source: a model's prediction
 //! (who = the model's name) or a coder's label (who = the coder's name).
@@ -8,6 +9,8 @@
 
 pub mod agreement;
 pub mod openface;
+pub mod plain;
+pub mod review;
 pub mod store;
 
 use serde::{Deserialize, Serialize};

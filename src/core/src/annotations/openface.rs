@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::Path;
 
 use super::store::{FrameInfo, Store};
-use super::{LabelKey, LabelValue, Source};
+use super::{Label, LabelKey, LabelValue, Source};
 use crate::error::CoreError;
 use crate::training::data::au_name;
 
@@ -28,10 +28,27 @@ pub struct Imported {
     pub ignored: Vec<String>,
 }
 
+impl Imported {
+    /// One line for a user: what was read and what was ignored.
+    pub fn summary(&self) -> String {
+        let mut s = format!("imported {} frames with {} AUs ({})", self.frames, self.aus.len(), self.aus.join(", "));
+        if !self.ignored.is_empty() {
+            s += &format!("; ignored {} unknown column(s): {}", self.ignored.len(), self.ignored.join(", "));
+        }
+        s
+    }
+}
+
 /// Import an OpenFace CSV as `who`'s labels of face 0. Rows with success 0
 /// keep their frame facts but no labels. The whole file is read and checked
 /// before anything is written (a malformed file changes nothing).
 pub fn import(store: &mut Store, csv: &Path, who: &str) -> Result<Imported, CoreError> {
+    import_as(store, csv, Source::Model, who)
+}
+
+/// [`import`] as `source`'s labels: a coder's labels kept in OpenFace's
+/// columns import as the coder's (not undoable).
+pub fn import_as(store: &mut Store, csv: &Path, source: Source, who: &str) -> Result<Imported, CoreError> {
     let mut rd = csv::ReaderBuilder::new().trim(csv::Trim::All).from_path(csv).map_err(|e| bad(csv, e))?;
     let header = rd.headers().map_err(|e| bad(csv, e))?.clone();
     let col = |n: &str| header.iter().position(|h| h.eq_ignore_ascii_case(n));
@@ -89,7 +106,11 @@ pub fn import(store: &mut Store, csv: &Path, who: &str) -> Result<Imported, Core
         }
     }
     store.put_frames(&frames)?;
-    store.put_predictions(who, &labels)?;
+    let labels: Vec<Label> = labels
+        .into_iter()
+        .map(|(key, value)| Label { key, source, who: who.to_string(), value, time_ms: 0 })
+        .collect();
+    store.put_labels(&labels)?;
     Ok(Imported { frames: frames.len(), aus: au_cols.keys().cloned().collect(), ignored })
 }
 

@@ -81,6 +81,24 @@ impl Store {
         Ok(store)
     }
 
+    /// The project of a media file (`<media>.auscope`), recording the
+    /// media's file name in it when it is new.
+    pub fn open_for_media(media: &Path) -> Result<Store, CoreError> {
+        let mut store = Store::open(&project_path(media))?;
+        if !store.read_only && store.meta("media")?.is_none() {
+            let name = media.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            store.set_meta("media", &name)?;
+        }
+        Ok(store)
+    }
+
+    /// The media file a project belongs to: the one its name was made from
+    /// (`clip.mp4` for `clip.mp4.auscope`).
+    pub fn media_of(project: &Path) -> Option<PathBuf> {
+        let name = project.file_name()?.to_str()?;
+        name.strip_suffix(".auscope").map(|m| project.with_file_name(m))
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -192,15 +210,17 @@ impl Store {
 
     /// Undo `coder`'s last edit; false when there is none.
     pub fn undo(&mut self, coder: &str) -> Result<bool, CoreError> {
-        self.replay(coder, true)
+        Ok(self.replay(coder, true)?.is_some())
     }
 
     /// Redo `coder`'s last undone edit; false when there is none.
     pub fn redo(&mut self, coder: &str) -> Result<bool, CoreError> {
-        self.replay(coder, false)
+        Ok(self.replay(coder, false)?.is_some())
     }
 
-    fn replay(&mut self, coder: &str, undo: bool) -> Result<bool, CoreError> {
+    /// Undo (`undo`) or redo `coder`'s last step; the label values it wrote
+    /// (None: nothing to undo or redo).
+    pub fn replay(&mut self, coder: &str, undo: bool) -> Result<Option<Vec<Change>>, CoreError> {
         self.writable()?;
         let path = self.path.clone();
         let e = |x: rusqlite::Error| describe(&path, &x);
@@ -211,7 +231,7 @@ impl Store {
             "SELECT step FROM steps WHERE who = ?1 AND undone = 1 ORDER BY step ASC LIMIT 1"
         };
         let Some(step): Option<i64> = tx.query_row(pick, [coder], |r| r.get(0)).optional().map_err(e)? else {
-            return Ok(false);
+            return Ok(None);
         };
         let rows: Vec<(LabelKey, Option<String>)> = {
             let column = if undo { "before" } else { "after" };
@@ -223,13 +243,15 @@ impl Store {
                 .map_err(e)?;
             it.collect::<Result<_, _>>().map_err(e)?
         };
+        let mut changes = Vec::with_capacity(rows.len());
         for (key, value) in rows {
             let value: Option<LabelValue> = value.and_then(|v| serde_json::from_str(&v).ok());
             write_value(&tx, &key, Source::Coder, coder, value.as_ref()).map_err(e)?;
+            changes.push(Change { key, value });
         }
         tx.execute("UPDATE steps SET undone = ?1 WHERE step = ?2", params![undo as i64, step]).map_err(e)?;
         tx.commit().map_err(e)?;
-        Ok(true)
+        Ok(Some(changes))
     }
 
     /// A model's (or an imported tracker's) labels, written in one
@@ -241,6 +263,19 @@ impl Store {
         let tx = self.conn.transaction().map_err(e)?;
         for (k, v) in labels {
             write_value(&tx, k, Source::Model, who, Some(v)).map_err(e)?;
+        }
+        tx.commit().map_err(e)
+    }
+
+    /// Labels of any source written as they are (an import), one
+    /// transaction, not undoable.
+    pub fn put_labels(&mut self, labels: &[Label]) -> Result<(), CoreError> {
+        self.writable()?;
+        let path = self.path.clone();
+        let e = |x: rusqlite::Error| describe(&path, &x);
+        let tx = self.conn.transaction().map_err(e)?;
+        for l in labels {
+            write_value(&tx, &l.key, l.source, &l.who, Some(&l.value)).map_err(e)?;
         }
         tx.commit().map_err(e)
     }

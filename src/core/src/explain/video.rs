@@ -28,6 +28,8 @@ pub struct VideoAus {
     pub aus: Vec<String>,
     /// Per frame index with a face: the largest face's probabilities.
     pub frames: BTreeMap<usize, Vec<f32>>,
+    /// Per frame index with a face: which face that is (the face pipeline's order).
+    pub faces: BTreeMap<usize, usize>,
     /// Sampled frames without a face, or that failed to decode.
     pub skipped: Vec<String>,
 }
@@ -44,7 +46,7 @@ pub fn predict_video(
 ) -> Result<Option<VideoAus>, CoreError> {
     let count = source.info().frame_count;
     let indices: Vec<usize> = (0..count).step_by(every.max(1)).collect();
-    let mut out = VideoAus { aus: model.aus().to_vec(), frames: BTreeMap::new(), skipped: Vec::new() };
+    let mut out = VideoAus { aus: model.aus().to_vec(), frames: BTreeMap::new(), faces: BTreeMap::new(), skipped: Vec::new() };
     for (done, &i) in indices.iter().enumerate() {
         if !progress(done, indices.len()) {
             return Ok(None);
@@ -64,6 +66,7 @@ pub fn predict_video(
         let probs = model.predict_faces(&frame.image, std::slice::from_ref(largest), device)?;
         if let Some(p) = probs.into_iter().next() {
             out.frames.insert(i, p);
+            out.faces.insert(i, faces.iter().position(|f| std::ptr::eq(f, largest)).unwrap_or(0));
         }
     }
     progress(indices.len(), indices.len());
@@ -156,6 +159,7 @@ mod tests {
         let pred = VideoAus {
             aus: aus(&["AU06", "AU12", "AU24"]),
             frames: [(0, vec![0.9, 0.8, 0.1]), (5, vec![0.1, 0.2, 0.9]), (10, vec![0.7, 0.9, 0.0]), (15, vec![0.2, 0.1, 0.0])].into(),
+            faces: BTreeMap::new(),
             skipped: Vec::new(),
         };
         // The file lacks AU24 and frame 15; AU12's labels are AU06's.

@@ -181,7 +181,7 @@ pub fn pseudo_label(media: &[PathBuf], every: usize, aus: &[String], pipeline: &
             };
             let probs = teacher.predict_faces(std::slice::from_ref(face))?;
             let labels = probs[0].iter().map(|&p| if p >= 0.5 { 1.0 } else { 0.0 }).collect();
-            out.samples.push(Sample { media: m.clone(), frame, subject: subject.clone(), labels });
+            out.samples.push(Sample { media: m.clone(), frame, subject: subject.clone(), labels, face: None });
         }
     }
     Ok(out)
@@ -195,7 +195,7 @@ pub fn unlabeled_dataset(media: &[PathBuf], every: usize, aus: &[String]) -> Res
         let count = open_source(m)?.info().frame_count;
         let subject = media_subject(m);
         for frame in (0..count).step_by(every.max(1)) {
-            out.samples.push(Sample { media: m.clone(), frame, subject: subject.clone(), labels: vec![0.0; aus.len()] });
+            out.samples.push(Sample { media: m.clone(), frame, subject: subject.clone(), labels: vec![0.0; aus.len()], face: None });
         }
     }
     Ok(out)

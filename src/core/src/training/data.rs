@@ -33,6 +33,10 @@ pub struct Sample {
     pub subject: String,
     /// 0/1 per AU of the dataset.
     pub labels: Vec<f32>,
+    /// Which face of the frame (the face pipeline's order); None: the
+    /// largest (the datasets' one-subject frames).
+    #[serde(default)]
+    pub face: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -148,7 +152,7 @@ impl Dataset {
                 skipped += 1;
                 continue;
             };
-            samples.push(Sample { media: base.join(get(path_col)), frame, subject: get(subject_col).to_string(), labels });
+            samples.push(Sample { media: base.join(get(path_col)), frame, subject: get(subject_col).to_string(), labels, face: None });
         }
         Ok(Self { aus: aus.to_vec(), samples, skipped })
     }
@@ -178,7 +182,7 @@ impl Dataset {
                 continue;
             }
             match row_labels(&rec, &au_cols, positive_at, csv_path, line)? {
-                Some(labels) => samples.push(Sample { media: media.to_path_buf(), frame, subject: subject.to_string(), labels }),
+                Some(labels) => samples.push(Sample { media: media.to_path_buf(), frame, subject: subject.to_string(), labels, face: None }),
                 None => skipped += 1,
             }
         }
@@ -223,7 +227,7 @@ impl Dataset {
                     .map(|f| dir.join(f))
                     .find(|p| p.exists());
                 match (labels, image) {
-                    (Some(labels), Some(media)) => out.samples.push(Sample { media, frame: 0, subject: subject.to_string(), labels }),
+                    (Some(labels), Some(media)) => out.samples.push(Sample { media, frame: 0, subject: subject.to_string(), labels, face: None }),
                     _ => out.skipped += 1,
                 }
             }
@@ -263,7 +267,7 @@ impl Dataset {
                 .ok_or_else(|| data_err(root, format!("no video for {subject} in Videos_RightCamera/ or Videos_LeftCamera/")))?;
             for (frame, values) in frames {
                 match values.into_iter().collect::<Option<Vec<f32>>>() {
-                    Some(labels) => out.samples.push(Sample { media: video.clone(), frame, subject: subject.clone(), labels }),
+                    Some(labels) => out.samples.push(Sample { media: video.clone(), frame, subject: subject.clone(), labels, face: None }),
                     None => out.skipped += 1,
                 }
             }

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod data;
+pub mod finetune;
 pub mod losses;
 pub mod metrics;
 pub mod prepare;

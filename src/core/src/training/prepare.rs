@@ -72,7 +72,8 @@ pub struct PrepareReport {
     pub unreadable: Vec<String>,
 }
 
-/// Decode each sample's frame, take its largest face, and keep a context
+/// Decode each sample's frame, take its face (the largest unless the
+/// sample names one), and keep a context
 /// crop at `size * CONTEXT` pixels. Unreadable media and frames without a
 /// face are counted, not fatal; `progress(done, total)` is called per sample.
 pub fn prepare(
@@ -110,7 +111,11 @@ pub fn prepare(
                 }
             };
             let faces = pipeline.faces(&frame.image)?;
-            let Some(face) = crate::face::largest(&faces) else {
+            let chosen = match data.samples[i].face {
+                Some(k) => faces.get(k),
+                None => crate::face::largest(&faces),
+            };
+            let Some(face) = chosen else {
                 report.no_face += 1;
                 continue;
             };
