@@ -375,3 +375,45 @@ fn a_coder_corrects_an_au_by_key_and_a_fine_tune_lists_a_new_version() {
     step_until(&mut harness, "base weights again", |app| app.model_request().is_some_and(|m| m.weights.is_none()));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn edits_a_newer_project_refuses_stay_in_memory_and_are_written_to_a_label_file() {
+    use auscope_core::annotations::plain;
+    use auscope_core::annotations::store::{Store, project_path};
+    use auscope_core::models::{ModelKind, PredictorKind};
+    use eframe::egui::Key;
+    let dir = scratch("gui-newer-project");
+    let clip = dir.join("clip.mp4");
+    std::fs::copy(video("single_face.mp4"), &clip).expect("copy the clip");
+    let project = project_path(&clip);
+    Store::open(&project).expect("project").set_meta("format", "99").expect("meta");
+    let before = std::fs::read(&project).expect("read");
+    let mut harness = harness_with(clip.clone());
+    wait_for_frame(&mut harness);
+    harness.state_mut().set_model(Some(PredictorKind::Net(ModelKind::Piap)), None);
+    step_until(&mut harness, "AUs shown", |app| app.selected_aus().is_some());
+    let problem = harness.state().review().problem().unwrap_or_default().to_string();
+    assert!(problem.contains("newer auscope"), "{problem}");
+    harness.get_by_label_contains("made by a newer auscope");
+    // An edit shows and waits in memory.
+    harness.key_press(Key::Num1);
+    harness.step();
+    harness.step();
+    assert_eq!(harness.state().review().unsaved(), 1);
+    harness.get_by_label("1 edit(s) not saved yet (kept in memory)");
+    // Leaving the media writes it to a label file next to the clip.
+    harness.state_mut().open(face_image("single_face.jpg"));
+    step_until(&mut harness, "other media", |app| app.review().unsaved() == 0);
+    let rescued: Vec<_> = std::fs::read_dir(&dir)
+        .expect("dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("clip.mp4.unsaved-")))
+        .collect();
+    assert_eq!(rescued.len(), 1, "{rescued:?}");
+    let labels = plain::read(&rescued[0]).expect("a plain label file");
+    assert_eq!(labels.len(), 1);
+    assert_eq!((labels[0].key.frame, labels[0].key.au.as_str(), labels[0].who.as_str()), (0, "AU01", "tester"));
+    assert_eq!(std::fs::read(&project).expect("read"), before, "the newer project is left unchanged");
+    let _ = std::fs::remove_dir_all(&dir);
+}
