@@ -452,8 +452,7 @@ impl AuscopeApp {
                             self.model = info;
                             self.model_request = self.model_pending.take();
                             self.correlation.clear();
-                            let who = self.model_request.as_ref().map(crate::review_ui::model_who);
-                            self.review.set_model(self.model.as_ref().map(|m| m.aus.as_slice()), who);
+                            self.review.set_model(self.model.as_ref().map(|m| m.aus.as_slice()), self.model_request.as_ref());
                             self.use_adopted();
                         }
                         Err(e) => {

@@ -124,8 +124,7 @@ impl FinetunePanel {
         let mut action = None;
         ui.separator();
         ui.strong("Fine-tune");
-        if let Some(job) = &self.job {
-            let _ = job;
+        if self.job.is_some() {
             ui.label(&self.status);
             let fraction = if self.steps_per_epoch > 0 {
                 (self.losses.len() as f32 / (self.steps_per_epoch * self.epochs.max(1)) as f32).min(1.0)

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use auscope_core::annotations::agreement::{AuAgreement, agreement};
 use auscope_core::annotations::review::{QueueEntry, Reason, ReviewIndex, next_in_queue};
 use auscope_core::annotations::store::{Change, Store, project_path};
-use auscope_core::annotations::{Label, Source, intensity_letter, openface, plain};
+use auscope_core::annotations::{Label, Source, intensity_letter, plain};
 use auscope_core::models::{ModelKind, PredictorKind};
 use auscope_core::training::finetune::{self, FinetuneJob, FinetuneSpec, list_versions};
 use burn::tensor::Device;
@@ -41,6 +41,13 @@ struct Unsaved {
     changes: Vec<Change>,
 }
 
+/// What the window derives from the index: the queue and, per AU, each
+/// frame's (probability, coder's occurrence).
+struct Derived {
+    queue: Vec<QueueEntry>,
+    tracks: Vec<Vec<(Option<f32>, Option<bool>)>>,
+}
+
 pub struct Review {
     media: Option<PathBuf>,
     frames: usize,
@@ -51,14 +58,16 @@ pub struct Review {
     new_coder: String,
     coders: Vec<String>,
     index: ReviewIndex,
-    /// The name the current model's predictions are stored under.
+    /// The name the current model's predictions are stored under, and its kind.
     model_who: Option<String>,
+    model_kind: Option<PredictorKind>,
     au_on: Vec<bool>,
     selected_au: usize,
     unsaved: Vec<Unsaved>,
     /// Unlabelled AUs within this distance of 0.5 are "unsure".
     band: f32,
-    queue: Option<Vec<QueueEntry>>,
+    /// The queue and the timeline tracks, recomputed after a change.
+    derived: Option<Derived>,
     /// The labels being read in the background.
     loading: Option<std::sync::mpsc::Receiver<Result<(ReviewIndex, Vec<String>), String>>>,
     predict: Option<CorrelationJob>,
@@ -82,11 +91,12 @@ impl Default for Review {
             coders: Vec::new(),
             index: ReviewIndex::default(),
             model_who: None,
+            model_kind: None,
             au_on: Vec::new(),
             selected_au: 0,
             unsaved: Vec::new(),
             band: 0.15,
-            queue: None,
+            derived: None,
             loading: None,
             predict: None,
             predict_progress: (0, 0),
@@ -178,12 +188,14 @@ impl Review {
     }
 
     /// The model whose predictions are shown (None: no model).
-    pub fn set_model(&mut self, aus: Option<&[String]>, who: Option<String>) {
+    pub fn set_model(&mut self, aus: Option<&[String]>, request: Option<&ModelRequest>) {
+        let who = request.map(model_who);
         let same = self.model_who == who && aus.is_some_and(|a| a == self.index.aus.as_slice());
         if !same {
             self.index.predictions.clear();
         }
         self.model_who = who;
+        self.model_kind = request.map(|r| r.kind);
         self.index.aus = aus.map(<[String]>::to_vec).unwrap_or_default();
         if self.au_on.len() != self.index.aus.len() {
             self.au_on = vec![true; self.index.aus.len()];
@@ -200,10 +212,10 @@ impl Review {
         let aus = self.index.aus.clone();
         let seen = std::mem::take(&mut self.index.predictions);
         self.index = ReviewIndex { aus: aus.clone(), predictions: seen, ..Default::default() };
-        self.queue = None;
+        self.derived = None;
         self.loading = None;
         let Some(s) = &self.store else { return };
-        if let Some(PredictorKind::Net(kind)) = self.model_kind() {
+        if let Some(PredictorKind::Net(kind)) = self.model_kind {
             self.finetune.versions = list_versions(s.path(), kind);
             self.finetune.adopted = finetune::adopted(s, kind).ok().flatten();
         }
@@ -224,17 +236,12 @@ impl Review {
         self.loading.is_some()
     }
 
-    fn model_kind(&self) -> Option<PredictorKind> {
-        let who = self.model_who.as_deref()?;
-        PredictorKind::parse(who.split(':').next()?).ok()
-    }
-
     /// The model's probabilities of the faces of a frame on screen.
     pub fn on_predictions(&mut self, frame: usize, probs: &[Vec<f32>]) {
         for (face, p) in probs.iter().enumerate() {
             if p.len() == self.index.aus.len() && self.index.predictions.get(&(frame, face)) != Some(p) {
                 self.index.predictions.insert((frame, face), p.clone());
-                self.queue = None;
+                self.derived = None;
             }
         }
     }
@@ -254,7 +261,7 @@ impl Review {
             return;
         }
         self.index.apply(&changes);
-        self.queue = None;
+        self.derived = None;
         self.agreement = None;
         self.unsaved.push(Unsaved { what: what.to_string(), changes });
         self.save();
@@ -272,17 +279,7 @@ impl Review {
         while let Some(u) = self.unsaved.first() {
             // What the coder saw: the model's predictions of the faces edited.
             if let Some(who) = &self.model_who {
-                let mut seen = Vec::new();
-                for c in &u.changes {
-                    if let Some(p) = self.index.predictions.get(&(c.key.frame, c.key.face)) {
-                        for (au, &p) in self.index.aus.iter().zip(p) {
-                            let key = auscope_core::annotations::LabelKey { frame: c.key.frame, face: c.key.face, au: au.clone() };
-                            seen.push((key, auscope_core::annotations::LabelValue::predicted(p)));
-                        }
-                    }
-                }
-                seen.sort_by(|a, b| a.0.cmp(&b.0));
-                seen.dedup_by(|a, b| a.0 == b.0);
+                let seen = self.index.prediction_rows(u.changes.iter().map(|c| (c.key.frame, c.key.face)));
                 if let Err(e) = store.put_predictions(who, &seen) {
                     self.problem = Some(e.to_string());
                     return;
@@ -316,7 +313,7 @@ impl Review {
         match store.replay(&self.coder, undo) {
             Ok(Some(changes)) => {
                 self.index.apply(&changes);
-                self.queue = None;
+                self.derived = None;
                 self.agreement = None;
                 changes.first().map(|c| ReviewAction::Seek { frame: c.key.frame, face: c.key.face })
             }
@@ -352,7 +349,7 @@ impl Review {
         let written = near
             .into_iter()
             .chain([std::env::temp_dir().join(&name)])
-            .find(|path| write_rescue(&labels, path).is_ok());
+            .find(|path| plain::write(&labels, None, path).is_ok());
         self.notice = Some(match written {
             Some(p) => format!("{} unsaved label(s) were written to {}; `auscope labels import` reads them back", labels.len(), p.display()),
             None => format!("{} unsaved label(s) could not be written anywhere", labels.len()),
@@ -368,11 +365,16 @@ impl Review {
         (0..self.index.aus.len()).filter(|&j| self.au_on.get(j).copied().unwrap_or(true)).collect()
     }
 
+    fn derived(&mut self) -> &Derived {
+        let (index, band, au_on, frames) = (&self.index, self.band, &self.au_on, self.frames);
+        self.derived.get_or_insert_with(|| Derived {
+            queue: index.queue(band, Some(au_on)),
+            tracks: (0..index.aus.len()).map(|j| index.track(j, frames)).collect(),
+        })
+    }
+
     fn queue(&mut self) -> &[QueueEntry] {
-        if self.queue.is_none() {
-            self.queue = Some(self.index.queue(self.band, Some(&self.au_on)));
-        }
-        self.queue.as_deref().unwrap_or_default()
+        &self.derived().queue
     }
 
     /// The next face of the queue after the one shown.
@@ -573,7 +575,7 @@ impl Review {
                         }
                     }
                     if changed {
-                        self.queue = None;
+                        self.derived = None;
                     }
                 });
             });
@@ -718,14 +720,14 @@ impl Review {
                     }
                     self.index = ix;
                     self.coders = coders;
-                    self.queue = None;
+                    self.derived = None;
                 }
                 Err(e) => self.problem = Some(format!("reading the labels: {e}")),
             }
         }
         if self.finetune.poll()
             && let Some(s) = &self.store
-            && let Some(PredictorKind::Net(kind)) = self.model_kind()
+            && let Some(PredictorKind::Net(kind)) = self.model_kind
         {
             self.finetune.versions = list_versions(s.path(), kind);
         }
@@ -743,15 +745,12 @@ impl Review {
             self.predict = None;
             match r {
                 Ok(p) if p.aus == self.index.aus => {
-                    let mut rows = Vec::new();
-                    for (&frame, probs) in &p.frames {
-                        let face = p.faces.get(&frame).copied().unwrap_or(0);
-                        self.index.predictions.insert((frame, face), probs.clone());
-                        for (au, &v) in p.aus.iter().zip(probs) {
-                            rows.push((auscope_core::annotations::LabelKey { frame, face, au: au.clone() }, auscope_core::annotations::LabelValue::predicted(v)));
-                        }
+                    let keys: Vec<(usize, usize)> = p.frames.keys().map(|&frame| (frame, p.faces.get(&frame).copied().unwrap_or(0))).collect();
+                    for (key, probs) in keys.iter().zip(p.frames.values()) {
+                        self.index.predictions.insert(*key, probs.clone());
                     }
-                    self.queue = None;
+                    let rows = self.index.prediction_rows(keys);
+                    self.derived = None;
                     let who = self.model_who.clone();
                     if let (Some(who), Some(s)) = (who, self.ensure_store())
                         && let Err(e) = s.put_predictions(&who, &rows)
@@ -784,12 +783,7 @@ impl Review {
             self.problem = Some("no project file to import into".into());
             return;
         };
-        let is_plain = plain::is_plain(path);
-        let result = if is_plain {
-            plain::import(store, path).map(|n| format!("imported {n} labels from {}", path.display()))
-        } else {
-            openface::import(store, path, "OpenFace").map(|r| format!("{} (as model \"OpenFace\")", r.summary()))
-        };
+        let result = plain::import_any(store, path, (Source::Model, "OpenFace"));
         match result {
             Ok(msg) => {
                 self.notice = Some(msg);
@@ -834,11 +828,14 @@ impl Review {
         let track_x = rect.left() + name_w;
         let track_w = (rect.width() - name_w).max(1.0);
         let cols = track_w.floor().max(1.0) as usize;
-        let frame_of = |x: f32| (((x - track_x) / track_w).clamp(0.0, 1.0) * (self.frames - 1) as f32).round() as usize;
+        let frames = self.frames;
+        let frame_of = |x: f32| (((x - track_x) / track_w).clamp(0.0, 1.0) * (frames - 1) as f32).round() as usize;
+        self.derived();
+        let Some(derived) = &self.derived else { return None };
         for (row, &j) in visible.iter().enumerate() {
             let y = rect.top() + 1.0 + row as f32 * row_h;
             painter.text(egui::pos2(rect.left(), y + row_h / 2.0), egui::Align2::LEFT_CENTER, &self.index.aus[j], egui::FontId::monospace(8.0), Color32::GRAY);
-            let track = self.index.track(j, self.frames);
+            let track = &derived.tracks[j];
             // Each pixel column: the mean probability and any label of its frames.
             for c in 0..cols {
                 let lo = c * self.frames / cols;
@@ -874,21 +871,6 @@ impl Review {
         }
         None
     }
-}
-
-fn write_rescue(labels: &[Label], path: &Path) -> Result<(), String> {
-    let rows: Vec<serde_json::Value> = labels
-        .iter()
-        .map(|l| {
-            serde_json::json!({
-                "frame": l.key.frame, "face": l.key.face, "au": l.key.au, "source": "coder", "who": l.who,
-                "occurrence": l.value.occurrence as u8, "intensity": l.value.intensity.and_then(intensity_letter),
-                "score": null, "time_ms": l.time_ms,
-            })
-        })
-        .collect();
-    let text = serde_json::to_string_pretty(&serde_json::json!({ "format": 1, "media": null, "labels": rows })).map_err(|e| e.to_string())?;
-    std::fs::write(path, text).map_err(|e| e.to_string())
 }
 
 impl Drop for Review {

@@ -92,15 +92,8 @@ pub fn labels(cmd: LabelsCommand) -> anyhow::Result<()> {
     match cmd {
         LabelsCommand::Import { project, file, name, coder } => {
             let mut store = open_project(&project, true)?;
-            let is_plain = plain::is_plain(&file);
-            if is_plain {
-                let n = plain::import(&mut store, &file)?;
-                eprintln!("imported {n} labels from {}", file.display());
-            } else {
-                let source = if coder { Source::Coder } else { Source::Model };
-                let r = openface::import_as(&mut store, &file, source, &name)?;
-                eprintln!("{}", r.summary());
-            }
+            let source = if coder { Source::Coder } else { Source::Model };
+            eprintln!("{}", plain::import_any(&mut store, &file, (source, &name))?);
             Ok(())
         }
         LabelsCommand::Export { project, out, source, who, openface: as_openface, fps } => {

@@ -98,9 +98,16 @@ fn format_of(path: &Path) -> Result<Format, CoreError> {
 /// Write the labels of `source`/`who` (None: all) to `out` (.csv or .json);
 /// returns how many.
 pub fn export(store: &Store, source: Option<Source>, who: Option<&str>, out: &Path) -> Result<usize, CoreError> {
-    let format = format_of(out)?;
-    let rows: Vec<Row> = store.labels(source, who)?.iter().map(Row::of).collect();
-    match format {
+    format_of(out)?;
+    let labels = store.labels(source, who)?;
+    write(&labels, store.meta("media")?, out)?;
+    Ok(labels.len())
+}
+
+/// Write labels to `out` (.csv or .json) in the plain format.
+pub fn write(labels: &[Label], media: Option<String>, out: &Path) -> Result<(), CoreError> {
+    let rows: Vec<Row> = labels.iter().map(Row::of).collect();
+    match format_of(out)? {
         Format::Csv => {
             let mut w = csv::Writer::from_path(out).map_err(|e| io(out, e))?;
             for r in &rows {
@@ -112,12 +119,12 @@ pub fn export(store: &Store, source: Option<Source>, who: Option<&str>, out: &Pa
             w.flush().map_err(|e| io(out, e))?;
         }
         Format::Json => {
-            let file = JsonFile { format: 1, media: store.meta("media")?, labels: rows.clone() };
+            let file = JsonFile { format: 1, media, labels: rows };
             let text = serde_json::to_string_pretty(&file).map_err(|e| io(out, e))?;
             std::fs::write(out, text).map_err(|e| io(out, e))?;
         }
     }
-    Ok(rows.len())
+    Ok(())
 }
 
 /// True for a .json file or a CSV whose header has auscope's `source` and
@@ -170,4 +177,17 @@ pub fn import(store: &mut Store, path: &Path) -> Result<usize, CoreError> {
     let labels = read(path)?;
     store.put_labels(&labels)?;
     Ok(labels.len())
+}
+
+/// Import a label file of either kind: auscope's plain CSV/JSON (see
+/// [`is_plain`]), else an OpenFace CSV as `openface_as`'s labels. Returns
+/// what was read, in words.
+pub fn import_any(store: &mut Store, path: &Path, openface_as: (Source, &str)) -> Result<String, CoreError> {
+    if is_plain(path) {
+        let n = import(store, path)?;
+        Ok(format!("imported {n} labels from {}", path.display()))
+    } else {
+        let (source, who) = openface_as;
+        Ok(format!("{} (as {} \"{who}\")", super::openface::import_as(store, path, source, who)?.summary(), source.name()))
+    }
 }

@@ -147,6 +147,16 @@ impl ReviewIndex {
             .collect()
     }
 
+    /// The stored form of the predictions of `faces` (each once, in key order).
+    pub fn prediction_rows(&self, faces: impl IntoIterator<Item = FaceKey>) -> Vec<(LabelKey, LabelValue)> {
+        let faces: std::collections::BTreeSet<FaceKey> = faces.into_iter().collect();
+        faces
+            .into_iter()
+            .filter_map(|f| self.predictions.get(&f).map(|p| (f, p)))
+            .flat_map(|((frame, face), p)| self.aus.iter().zip(p).map(move |(au, &v)| (LabelKey { frame, face, au: au.clone() }, LabelValue::predicted(v))))
+            .collect()
+    }
+
     /// Per frame of `0..frames`, for AU `au`: (probability, coder's
     /// occurrence) of the face the timeline follows (the lowest-numbered
     /// face with data in that frame).
@@ -265,6 +275,9 @@ mod tests {
         assert_eq!(c.value.and_then(|v| v.intensity), Some(4));
         ix.apply(&[c, ix.clear((0, 0), 0)]);
         assert_eq!(ix.au_state((0, 0), 0).label, None);
+        let rows = ix.prediction_rows([(1, 0), (0, 0), (1, 0), (9, 0)]);
+        assert_eq!(rows.len(), 6, "two predicted faces, each once; frame 9 has none");
+        assert_eq!((rows[0].0.frame, rows[0].0.au.as_str(), rows[0].1.score), (0, "AU06", Some(0.9f32 as f64)));
         let track = ix.track(1, 6);
         assert_eq!(track[0], (Some(0.95), Some(true)));
         assert_eq!(track[4], (Some(0.9), Some(false)));

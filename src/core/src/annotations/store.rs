@@ -40,7 +40,7 @@ pub struct Store {
     read_only: bool,
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
@@ -257,25 +257,23 @@ impl Store {
     /// A model's (or an imported tracker's) labels, written in one
     /// transaction, replacing its earlier ones for the same keys. Not undoable.
     pub fn put_predictions(&mut self, who: &str, labels: &[(LabelKey, LabelValue)]) -> Result<(), CoreError> {
-        self.writable()?;
-        let path = self.path.clone();
-        let e = |x: rusqlite::Error| describe(&path, &x);
-        let tx = self.conn.transaction().map_err(e)?;
-        for (k, v) in labels {
-            write_value(&tx, k, Source::Model, who, Some(v)).map_err(e)?;
-        }
-        tx.commit().map_err(e)
+        self.put(labels.iter().map(|(k, v)| (k, Source::Model, who, v)))
     }
 
     /// Labels of any source written as they are (an import), one
     /// transaction, not undoable.
     pub fn put_labels(&mut self, labels: &[Label]) -> Result<(), CoreError> {
+        self.put(labels.iter().map(|l| (&l.key, l.source, l.who.as_str(), &l.value)))
+    }
+
+    /// Write label rows in one transaction, outside the undo history.
+    fn put<'a>(&mut self, rows: impl Iterator<Item = (&'a LabelKey, Source, &'a str, &'a LabelValue)>) -> Result<(), CoreError> {
         self.writable()?;
         let path = self.path.clone();
         let e = |x: rusqlite::Error| describe(&path, &x);
         let tx = self.conn.transaction().map_err(e)?;
-        for l in labels {
-            write_value(&tx, &l.key, l.source, &l.who, Some(&l.value)).map_err(e)?;
+        for (k, source, who, v) in rows {
+            write_value(&tx, k, source, who, Some(v)).map_err(e)?;
         }
         tx.commit().map_err(e)
     }

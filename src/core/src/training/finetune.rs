@@ -33,9 +33,9 @@ use super::config::pseudo_label;
 use super::data::{Dataset, Sample};
 use super::metrics::{Evaluation, evaluate};
 use super::prepare::{Prepared, prepare};
-use super::trainer::{Auxiliary, RunFiles, TrainEvent, TrainJob, TrainOutcome, TrainParams, Trainer, predict_prepared};
+use super::trainer::{io_err, Auxiliary, RunFiles, TrainEvent, TrainJob, TrainOutcome, TrainParams, Trainer, predict_prepared};
 use crate::annotations::Source;
-use crate::annotations::store::Store;
+use crate::annotations::store::{Store, now_ms};
 use crate::error::CoreError;
 use crate::face::{DetectorKind, FacePipeline};
 use crate::models::{ModelFiles, ModelKind, open_model, weights};
@@ -275,14 +275,6 @@ impl Drop for FinetuneJob {
     fn drop(&mut self) {
         self.cancel();
     }
-}
-
-fn io_err(path: &Path, e: impl std::fmt::Display) -> CoreError {
-    CoreError::Io { path: path.to_path_buf(), reason: e.to_string() }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Faces of `samples` prepared at `size`, reporting progress.

@@ -218,7 +218,7 @@ fn atomic_write(path: &Path, write: impl FnOnce(&Path) -> Result<(), CoreError>)
     std::fs::rename(&tmp, path).map_err(|e| CoreError::Io { path: path.to_path_buf(), reason: e.to_string() })
 }
 
-fn io_err(path: &Path, e: impl std::fmt::Display) -> CoreError {
+pub(crate) fn io_err(path: &Path, e: impl std::fmt::Display) -> CoreError {
     CoreError::Io { path: path.to_path_buf(), reason: e.to_string() }
 }
 
