@@ -64,6 +64,11 @@ fn class_weights_match_the_papers_formulas() {
     assert!(w[0] > w[1]);
     let w = occurrence_weights(&[0.1, 0.5, 0.0]);
     assert!((w[2] - w[1]).abs() < 1e-6 && w[0] > w[1], "{w:?}");
+    // One positive in 277 weighs like 5%, not 1/277: with AU01 at 1/277
+    // and AU12 at 0.68 the unclamped weights were 10.9 and 0.06.
+    let w = occurrence_weights(&[1.0 / 277.0, 0.05, 0.68]);
+    assert!((w[0] - w[1]).abs() < 1e-6, "{w:?}");
+    assert!((w[0] / w[2] - 0.68 / 0.05).abs() < 1e-3, "{w:?}");
 }
 
 #[test]

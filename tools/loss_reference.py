@@ -19,7 +19,7 @@ B, N, D = 6, 5, 4
 def occurrence_weights(r):
     # An AU never positive takes the weight of the most frequent one (auscope's choice).
     r = torch.where(r > 0, r, r.max() if bool((r > 0).any()) else torch.tensor(1.0))
-    inv = 1.0 / r.clamp(1e-3, 1.0)
+    inv = 1.0 / r.clamp(0.05, 1.0)  # auscope's floor (MIN_OCCURRENCE_RATE)
     return N * inv / inv.sum()
 
 

@@ -126,17 +126,6 @@ def main():
             "definition; the held-out set is small (one clip and one photo), so these",
             "numbers are rough.",
         ]
-        if folder == "au_fan_trans":
-            lines += [
-                "",
-                "**Known problem: this model barely depends on the face.** On new faces",
-                "its probabilities stay near the training base rates (AU12 about 0.7 on a",
-                "smile and on an angry face alike); the AUC above comes from tiny",
-                "differences. The distilled FAN itself works (held-out landmark error",
-                "about 4% of the crop, run 1), and a run with the FAN unfrozen learned no",
-                "better. Until this is found and fixed, prefer the other demo models or",
-                "the blendshape baseline.",
-            ]
         lines += [
             "",
             "## Reproduce",

@@ -282,7 +282,13 @@ fn train(path: &std::path::Path, fresh: bool, device: DeviceChoice) -> anyhow::R
     let params = p.config.params(&p.spec);
     let model = match &p.config.init_weights {
         Some(w) => weights::load(w, Some(p.spec.kind()), &p.compute.device)?,
-        None => AuModel::new(p.spec.clone(), &p.compute.device)?,
+        None => {
+            // The initial weights come from the run's seed too, so a rerun
+            // starts from the same network (burn's generator is per backend,
+            // not per model).
+            p.compute.device.seed(params.seed);
+            AuModel::new(p.spec.clone(), &p.compute.device)?
+        }
     };
     let pi_generator = match &p.config.pi_generator {
         Some(g) => Some(weights::load(g, Some(ModelKind::Piap), &p.compute.device).context("loading the PI generator")?),

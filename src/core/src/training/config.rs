@@ -55,6 +55,9 @@ pub enum DataSpec {
     /// Pseudo-labels from the blendshape teacher on every `every`-th frame
     /// of each media file; each file is one subject.
     Teacher { media: Vec<PathBuf>, #[serde(default = "one")] every: usize },
+    /// auscope project files (`<media>.auscope`): the labels of `coder` (or
+    /// of any coder) on faces where every chosen AU is labelled.
+    Project { projects: Vec<PathBuf>, #[serde(default)] coder: Option<String> },
 }
 
 fn half() -> f32 {
@@ -120,6 +123,7 @@ impl TrainConfig {
             }
             DataSpec::Bp4d { root } | DataSpec::Disfa { root } => fix(root),
             DataSpec::Teacher { media, .. } => media.iter_mut().for_each(fix),
+            DataSpec::Project { projects, .. } => projects.iter_mut().for_each(fix),
         }
         fix(&mut c.out);
         c.init_weights.iter_mut().chain(c.pi_generator.iter_mut()).chain(c.unlabeled.iter_mut()).for_each(fix);
@@ -155,6 +159,7 @@ pub fn load_dataset(data: &DataSpec, aus: &[String], pipeline: &FacePipeline) ->
         DataSpec::Bp4d { root } => Dataset::from_bp4d(root, aus),
         DataSpec::Disfa { root } => Dataset::from_disfa(root, aus),
         DataSpec::Teacher { media, every } => pseudo_label(media, *every, aus, pipeline),
+        DataSpec::Project { projects, coder } => Dataset::from_projects(projects, aus, coder.as_deref()),
     }
 }
 

@@ -14,6 +14,9 @@
 //!   (`frame,intensity`, 1-based) with `<root>/Videos_RightCamera/RightVideo<subject>_comp.avi`
 //!   (or LeftCamera), positive at intensity >= 2.
 //!
+//! - auscope project files (`<media>.auscope`): the coders' labels of the
+//!   review window, one subject per media file.
+//!
 //! Rows whose value for a chosen AU is missing or "not coded" are skipped
 //! and counted, never guessed.
 
@@ -275,6 +278,42 @@ impl Dataset {
         Ok(out)
     }
 
+    /// The coder labels of auscope project files (`<media>.auscope`, written
+    /// by the review window or `auscope labels import`). Each project is one
+    /// media file and one subject (the media's file name, less the
+    /// extension). A face is a sample when the coder (`coder`, or any coder:
+    /// the latest label wins) labelled every chosen AU on it; a face with
+    /// some AUs left unlabelled is skipped and counted, like BP4D's "not
+    /// coded". (The review window's Enter writes the model's decisions for
+    /// the rest as the coder's, so reviewed faces are complete.)
+    pub fn from_projects(projects: &[PathBuf], aus: &[String], coder: Option<&str>) -> Result<Self, CoreError> {
+        let mut out = Self { aus: aus.to_vec(), samples: Vec::new(), skipped: 0 };
+        for project in projects {
+            // Opening creates a missing file; a typo must not make one.
+            if !project.is_file() {
+                return Err(data_err(project, "no such project file"));
+            }
+            let media = crate::annotations::store::Store::media_of(project)
+                .ok_or_else(|| data_err(project, "not a project file: the name must be <media>.auscope"))?;
+            let store = crate::annotations::store::Store::open(project)?;
+            let coded = super::finetune::corrected_faces(&store, aus, coder)?;
+            if coded.is_empty() {
+                let whose = coder.map_or("any coder".to_string(), |c| format!("coder '{c}'"));
+                return Err(data_err(project, format!("no labels by {whose} for {}", aus.join(", "))));
+            }
+            let subject = media.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            for ((frame, face), labels) in coded {
+                if labels.len() < aus.len() {
+                    out.skipped += 1;
+                    continue;
+                }
+                let labels = (0..aus.len()).map(|j| labels[&j] as u8 as f32).collect();
+                out.samples.push(Sample { media: media.clone(), frame, subject: subject.clone(), labels, face: Some(face) });
+            }
+        }
+        Ok(out)
+    }
+
     pub fn subjects(&self) -> Vec<String> {
         self.samples.iter().map(|s| s.subject.clone()).collect::<BTreeSet<_>>().into_iter().collect()
     }
@@ -388,6 +427,50 @@ mod tests {
         assert_eq!(label_value("1", true, 2.0), Ok(Some(0.0)));
         assert_eq!(label_value("9", false, 0.5), Ok(None));
         assert!(label_value("yes", false, 0.5).is_err());
+    }
+
+    #[test]
+    fn projects_give_the_fully_labelled_faces_of_a_coder() {
+        use crate::annotations::{Label, LabelKey, LabelValue, Source};
+        let dir = std::env::temp_dir().join(format!("auscope-data-project-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let project = dir.join("clip.mp4.auscope");
+        let label = |frame: usize, face: usize, au: &str, who: &str, on: bool, time_ms: i64| Label {
+            key: LabelKey { frame, face, au: au.into() },
+            source: Source::Coder,
+            who: who.into(),
+            value: LabelValue { occurrence: on, intensity: None, score: None },
+            time_ms,
+        };
+        let mut store = crate::annotations::store::Store::open(&project).expect("project");
+        store
+            .put_labels(&[
+                label(0, 0, "AU12", "alice", true, 1),
+                label(0, 0, "AU06", "alice", false, 1),
+                // Alice changed her mind: her row is replaced.
+                label(0, 0, "AU06", "alice", true, 2),
+                // Face 1 of frame 3: AU06 only, by alice; bob adds AU12.
+                label(3, 1, "AU06", "alice", false, 1),
+                label(3, 1, "AU12", "bob", true, 1),
+            ])
+            .expect("labels");
+        drop(store);
+        let aus = vec!["AU06".to_string(), "AU12".to_string()];
+        let alice = Dataset::from_projects(std::slice::from_ref(&project), &aus, Some("alice")).expect("alice");
+        assert_eq!(alice.samples.len(), 1);
+        assert_eq!(alice.skipped, 1);
+        let s = &alice.samples[0];
+        assert_eq!((s.frame, s.face, s.labels.clone(), s.subject.as_str()), (0, Some(0), vec![1.0, 1.0], "clip"));
+        assert_eq!(s.media, dir.join("clip.mp4"));
+        let anyone = Dataset::from_projects(std::slice::from_ref(&project), &aus, None).expect("any coder");
+        assert_eq!(anyone.samples.iter().map(|s| (s.frame, s.face)).collect::<Vec<_>>(), vec![(0, Some(0)), (3, Some(1))]);
+        assert_eq!(anyone.samples[1].labels, vec![0.0, 1.0]);
+        let err = Dataset::from_projects(std::slice::from_ref(&project), &aus, Some("carol")).expect_err("no labels").to_string();
+        assert!(err.contains("no labels by coder 'carol'"), "{err}");
+        let missing = dir.join("other.mp4.auscope");
+        let err = Dataset::from_projects(std::slice::from_ref(&missing), &aus, None).expect_err("missing").to_string();
+        assert!(err.contains("no such project file") && !missing.exists(), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
