@@ -467,9 +467,7 @@ fn labels_import_export_agreement_and_finetune_a_project() {
     assert_eq!(run_json["train_faces"].as_u64().unwrap_or(0) + run_json["test_faces"].as_u64().unwrap_or(0), 24, "{run_json}");
     ok(&["--device", "cpu", "eval", "--config", &s(&config)]);
     // A project that does not exist is an error, and none is created.
-    let missing = serde_json::json!({"model": "lrp-arl-ff", "preset": "tiny"});
     let mut bad = run.clone();
-    bad["model"] = missing;
     bad["data"]["projects"] = serde_json::json!(["nope.mp4.auscope"]);
     std::fs::write(&config, bad.to_string()).expect("config");
     let out = auscope(&["--device", "cpu", "train", "--config", &s(&config)]);

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::data::{Dataset, Sample};
+use super::data::{Dataset, Sample, media_subject};
 use super::trainer::{Stage, TrainParams};
 use crate::error::CoreError;
 use crate::face::FacePipeline;
@@ -163,10 +163,6 @@ pub fn load_dataset(data: &DataSpec, aus: &[String], pipeline: &FacePipeline) ->
     }
 }
 
-/// The subject of a media file without one: its file name, less the extension.
-fn media_subject(media: &Path) -> String {
-    media.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
-}
 
 /// Teacher pseudo-labels (probability >= 0.5 -> 1) for the largest face of
 /// every `every`-th frame. Frames without a face are skipped.

@@ -12,8 +12,7 @@
 //!   9 = not coded) with frames `<root>/Sequences/<subject>/<task>/<frame>.jpg`;
 //! - DISFA: `<root>/ActionUnit_Labels/<subject>/<subject>_au<n>.txt`
 //!   (`frame,intensity`, 1-based) with `<root>/Videos_RightCamera/RightVideo<subject>_comp.avi`
-//!   (or LeftCamera), positive at intensity >= 2.
-//!
+//!   (or LeftCamera), positive at intensity >= 2;
 //! - auscope project files (`<media>.auscope`): the coders' labels of the
 //!   review window, one subject per media file.
 //!
@@ -301,7 +300,7 @@ impl Dataset {
                 let whose = coder.map_or("any coder".to_string(), |c| format!("coder '{c}'"));
                 return Err(data_err(project, format!("no labels by {whose} for {}", aus.join(", "))));
             }
-            let subject = media.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let subject = media_subject(&media);
             for ((frame, face), labels) in coded {
                 if labels.len() < aus.len() {
                     out.skipped += 1;
@@ -340,6 +339,11 @@ impl Dataset {
     pub fn labels(&self, idx: &[usize]) -> Vec<Vec<f32>> {
         idx.iter().map(|&i| self.samples[i].labels.clone()).collect()
     }
+}
+
+/// The subject of a media file without one: its file name, less the extension.
+pub(crate) fn media_subject(media: &Path) -> String {
+    media.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 /// A small deterministic generator (SplitMix64) so runs are reproducible
@@ -435,23 +439,24 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("auscope-data-project-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let project = dir.join("clip.mp4.auscope");
-        let label = |frame: usize, face: usize, au: &str, who: &str, on: bool, time_ms: i64| Label {
+        // The store stamps its own write time; the label's is not used.
+        let label = |frame: usize, face: usize, au: &str, who: &str, on: bool| Label {
             key: LabelKey { frame, face, au: au.into() },
             source: Source::Coder,
             who: who.into(),
             value: LabelValue { occurrence: on, intensity: None, score: None },
-            time_ms,
+            time_ms: 0,
         };
         let mut store = crate::annotations::store::Store::open(&project).expect("project");
         store
             .put_labels(&[
-                label(0, 0, "AU12", "alice", true, 1),
-                label(0, 0, "AU06", "alice", false, 1),
+                label(0, 0, "AU12", "alice", true),
+                label(0, 0, "AU06", "alice", false),
                 // Alice changed her mind: her row is replaced.
-                label(0, 0, "AU06", "alice", true, 2),
+                label(0, 0, "AU06", "alice", true),
                 // Face 1 of frame 3: AU06 only, by alice; bob adds AU12.
-                label(3, 1, "AU06", "alice", false, 1),
-                label(3, 1, "AU12", "bob", true, 1),
+                label(3, 1, "AU06", "alice", false),
+                label(3, 1, "AU12", "bob", true),
             ])
             .expect("labels");
         drop(store);

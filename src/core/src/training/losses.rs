@@ -22,8 +22,8 @@ pub const MIN_OCCURRENCE_RATE: f32 = 0.05;
 ///   and FAN-Trans learned nothing else: the shipped demo weights gave every
 ///   face the training base rates (AU12 0.68 with a spread of 0.006 over
 ///   the training faces). With the clamp the same run separates AU12 with
-///   AUC 0.97 on the training faces and 0.92 held out. BP4D's and DISFA's rarest AUs sit near 5%, so
-///   the papers' protocols are barely touched.
+///   AUC 0.97 on the training faces and 0.92 held out. BP4D's and DISFA's
+///   rarest AUs sit near 5%, so the papers' protocols are barely touched.
 pub fn occurrence_weights(pos_rate: &[f32]) -> Vec<f32> {
     let present = pos_rate.iter().copied().filter(|&r| r > 0.0).fold(0.0f32, f32::max);
     let fallback = if present > 0.0 { present } else { 1.0 };
