@@ -8,7 +8,13 @@
 //! shaders/overlay.wgsl (the app's path); the CPU-coloured texture fallback
 //! (no wgpu renderer); side by side with a map in each viewer.
 //!
-//! A second table: the review window on a video, idle against the same
+//! A second table: models on burn's wgpu device, which egui renders with
+//! too (lavapipe here), PIAP's learned PI maps: the overlay drawn from the
+//! model's own buffer against the same map uploaded from its host copy,
+//! shown still and switched to another AU every frame (a new map to bind or
+//! upload each frame). Each row of this table is the best of 3 runs.
+//!
+//! A third table: the review window on a video, idle against the same
 //! while a fine-tune job trains in the background (its own thread).
 //!
 //! `cargo bench --bench gui`. Needs ../shared/data. Without a GPU, wgpu runs
@@ -64,16 +70,71 @@ fn wait(h: &mut Harness<'_, AuscopeApp>, what: &str, done: impl Fn(&AuscopeApp) 
 
 /// Mean ms per frame (step + render) over `frames`, after 5 warm-up frames.
 fn frame_ms(h: &mut Harness<'_, AuscopeApp>, frames: usize) -> f64 {
-    for _ in 0..5 {
+    frame_ms_with(h, frames, |_, _| {})
+}
+
+/// The same, calling `before(h, i)` ahead of frame i (timed with it).
+fn frame_ms_with(h: &mut Harness<'_, AuscopeApp>, frames: usize, mut before: impl FnMut(&mut Harness<'_, AuscopeApp>, usize)) -> f64 {
+    for i in 0..5 {
+        before(h, i);
         h.step();
         h.render().expect("render");
     }
     let start = Instant::now();
-    for _ in 0..frames {
+    for i in 0..frames {
+        before(h, i);
         h.step();
         h.render().expect("render");
     }
     start.elapsed().as_secs_f64() * 1e3 / frames as f64
+}
+
+/// Table 2: models and egui on one wgpu device; maps drawn in place or uploaded.
+fn shared_device(frames: usize) -> Option<Vec<(&'static str, f64)>> {
+    let compute = match auscope_core::Compute::init(auscope_core::DeviceChoice::Wgpu) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("(no wgpu adapter, table 2 skipped: {e})");
+            return None;
+        }
+    };
+    let gpu = compute.gpu_device()?.clone();
+    let setup = auscope_app::gpu::wgpu_configuration(&compute).wgpu_setup;
+    let device = compute.device.clone();
+    let image = shared("faces/single_face.jpg");
+    let model_device = gpu.clone();
+    let mut h = Harness::builder().with_size(Vec2::new(1100.0, 700.0)).wgpu_setup(setup).build_eframe(move |cc| {
+        let ctx = cc.egui_ctx.clone();
+        let worker = Worker::spawn(device, Box::new(move || ctx.request_repaint())).expect("worker");
+        AuscopeApp::new(worker, "bench".into(), Some(image)).with_gpu(cc.wgpu_render_state.as_ref()).with_model_device(Some(&model_device))
+    });
+    h.state_mut().set_show_timings(false);
+    wait(&mut h, "frame", AuscopeApp::has_frame);
+    h.state_mut().set_model(Some(PredictorKind::Net(ModelKind::Piap)), None);
+    // The AUs too: the worker's first forward pass on lavapipe would share
+    // the cores with the reference row.
+    wait(&mut h, "model and AUs", |a| a.model().is_some() && a.selected_aus().is_some());
+    // Rows are short and noisy on 2 cores shared with lavapipe: each is
+    // the best of 3 runs of frames/3.
+    let best = |h: &mut Harness<'_, AuscopeApp>, f: &mut dyn FnMut(&mut Harness<'_, AuscopeApp>, usize)| {
+        (0..3).map(|_| frame_ms_with(h, (frames / 3).max(1), &mut *f)).fold(f64::INFINITY, f64::min)
+    };
+    let mut rows = vec![("no overlay (reference)", best(&mut h, &mut |_, _| {}))];
+    h.state_mut().set_explain(Some(Method::PiMapLearned), Some("AU12"));
+    wait(&mut h, "explanation", |a| a.explanation().is_some());
+    let aus = h.state().model().map(|m| m.aus.clone()).unwrap_or_default();
+    let mut switching = |h: &mut Harness<'_, AuscopeApp>, i: usize| h.state_mut().set_explain(Some(Method::PiMapLearned), Some(&aus[i % aus.len()]));
+    for (shared, still, switched) in [
+        (true, "learned PI map, from burn's buffer", "AU switched each frame, burn's buffer"),
+        (false, "learned PI map, uploaded", "AU switched each frame, uploaded"),
+    ] {
+        h.state_mut().set_model_device(shared.then_some(&gpu));
+        h.state_mut().set_explain(Some(Method::PiMapLearned), Some("AU12"));
+        wait(&mut h, "map", |a| a.map_source() == Some(if shared { "drawn from the model's GPU buffer" } else { "uploaded from the CPU" }));
+        rows.push((still, best(&mut h, &mut |_, _| {})));
+        rows.push((switched, best(&mut h, &mut switching)));
+    }
+    Some(rows)
 }
 
 fn main() {
@@ -96,11 +157,12 @@ fn main() {
     wait(&mut cpu, "explanation", |a| a.explanation().is_some());
     rows.push(("PI map overlay, CPU texture fallback", frame_ms(&mut cpu, frames)));
 
-    println!("GUI frame time (egui pass + wgpu draw + read-back), 1100x700, {frames} frames");
-    println!("{:<38} {:>10} {:>12}", "case", "ms/frame", "x reference");
-    let reference = rows[0].1;
-    for (name, ms) in &rows {
-        println!("{name:<38} {ms:>10.2} {:>12.2}", ms / reference);
+    println!("GUI frame time (egui pass + wgpu draw + read-back), 1100x700, {frames} frames, models on the CPU");
+    print_rows(&rows);
+    if let Some(rows) = shared_device(frames) {
+        println!();
+        println!("Models on wgpu, egui on the same device (PIAP demo, learned PI maps), {frames} frames");
+        print_rows(&rows);
     }
 
     let (idle, busy, steps) = during_finetune(frames);
@@ -110,6 +172,14 @@ fn main() {
     println!("{:<38} {idle:>10.2} {:>12.2}", "review window, idle (reference)", 1.0);
     println!("{:<38} {busy:>10.2} {:>12.2}", "same, fine-tune running", busy / idle);
     println!("training steps the job made meanwhile: {steps}");
+}
+
+fn print_rows(rows: &[(&str, f64)]) {
+    println!("{:<38} {:>10} {:>12}", "case", "ms/frame", "x reference");
+    let reference = rows[0].1;
+    for (name, ms) in rows {
+        println!("{name:<38} {ms:>10.2} {:>12.2}", ms / reference);
+    }
 }
 
 /// Frame time of the review window on a video, idle and while its

@@ -1,6 +1,11 @@
 // auscope's map overlay: one explanation map (values over the model's face
 // crop) drawn on the frame through an egui paint callback.
 //
+// The map is a run of f32s in a storage buffer: burn's own buffer when the
+// model ran on this device (the map is read where the model wrote it; the
+// buffer holds the model's whole map stack, and `map_start.x` says where this
+// map starts), or an upload of the host values otherwise.
+//
 // The vertex stage places the crop's four corners (screen points, already
 // through the crop -> frame -> screen transforms, so rotation and zoom are
 // handled) inside the callback's viewport. The fragment stage does what
@@ -17,10 +22,12 @@ struct Params {
     view: vec4<f32>,
     // Value range low, high; map width, height.
     range: vec4<f32>,
+    // Index of the map's first value in `map_values`; unused.
+    map_start: vec4<u32>,
 };
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var map_tex: texture_2d<f32>;
+@group(0) @binding(1) var<storage, read> map_values: array<f32>;
 @group(0) @binding(2) var lut_tex: texture_2d<f32>;
 
 struct VsOut {
@@ -46,11 +53,11 @@ fn vs_main(@builtin(vertex_index) i: u32) -> VsOut {
 }
 
 fn texel(x: i32, y: i32) -> f32 {
-    return textureLoad(map_tex, vec2<i32>(x, y), 0).r;
+    return map_values[params.map_start.x + u32(y) * u32(params.range.z) + u32(x)];
 }
 
 // Bilinear with pixel centres at (i + 0.5) / w, clamped at the edges
-// (render.rs `sample`; R32Float is not filterable, so by hand).
+// (render.rs `sample`; a buffer has no sampler, so by hand).
 fn sample_map(uv: vec2<f32>) -> f32 {
     let w = params.range.z;
     let h = params.range.w;

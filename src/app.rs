@@ -6,6 +6,7 @@ use auscope_core::face::DetectorKind;
 use auscope_core::face::crop::{CropSpec, crop_face};
 use auscope_core::source::{SourceInfo, SourceKind};
 use eframe::egui::{self, ColorImage, Key, TextureHandle, TextureOptions, Vec2};
+use eframe::egui_wgpu::wgpu;
 
 use crate::viewer::{OverlayOptions, ViewTransform, viewer_ui};
 use auscope_core::models::PredictorKind;
@@ -58,6 +59,10 @@ pub struct AuscopeApp {
     compare: Option<Compare>,
     /// The GPU overlay pipeline is installed in egui's renderer.
     gpu_overlay: bool,
+    /// The wgpu device egui renders with, and the one the models run on
+    /// (None: the CPU); when they are one, maps are drawn in place.
+    render_device: Option<wgpu::Device>,
+    model_device: Option<wgpu::Device>,
     /// A passing message (e.g. what Export wrote), shown until dismissed.
     notice: Option<String>,
     /// The model asked for last, and the one in use (jobs load their own copy).
@@ -96,6 +101,8 @@ impl AuscopeApp {
             explain: ExplainState::for_view(0),
             compare: None,
             gpu_overlay: false,
+            render_device: None,
+            model_device: None,
             notice: None,
             model_pending: None,
             model_request: None,
@@ -115,8 +122,33 @@ impl AuscopeApp {
         if let Some(rs) = render_state {
             crate::overlay_gpu::install(rs);
             self.gpu_overlay = crate::overlay_gpu::installed(rs);
+            self.render_device = Some(rs.device.clone());
         }
         self
+    }
+
+    /// The wgpu device the worker's models run on (`Compute::gpu_device`;
+    /// None: the CPU). When egui renders with the same device, the overlay
+    /// shader reads maps from the models' own buffers.
+    pub fn with_model_device(mut self, device: Option<&wgpu::Device>) -> Self {
+        self.set_model_device(device);
+        self
+    }
+
+    /// The same, after start (tests compare drawing in place with uploading).
+    pub fn set_model_device(&mut self, device: Option<&wgpu::Device>) {
+        self.model_device = device.cloned();
+    }
+
+    /// Whether maps are drawn from the models' GPU buffers (no copy).
+    fn maps_shared(&self) -> bool {
+        self.gpu_overlay && self.model_device.is_some() && self.model_device == self.render_device
+    }
+
+    /// Where the map on screen is drawn from ("drawn from the model's GPU
+    /// buffer" or "uploaded from the CPU"); None without a map.
+    pub fn map_source(&self) -> Option<&'static str> {
+        self.explain.map_source(self.explain_wanted().as_ref())
     }
 
     /// Choose an explanation (None: off) and the map shown (an AU, "L34", "all").
@@ -257,7 +289,7 @@ impl AuscopeApp {
 
     /// Start "AU correlation over the video" on every `every`th frame of the
     /// open source with the current model, labels from `labels` if given.
-    pub fn start_video_correlation(&mut self, every: usize, labels: Option<PathBuf>) {
+    pub fn start_video_correlation(&mut self, every: usize, labels: Option<crate::correlation_job::LabelSource>) {
         self.correlation.every = every;
         self.correlation.labels = labels;
         self.correlation.start_clicked = true;
@@ -719,7 +751,7 @@ impl AuscopeApp {
             }
         }
         let video = self.source.as_ref().is_some_and(|s| s.frame_count > 1);
-        self.correlation.panel_ui(ui, video, self.model.is_some());
+        self.correlation.panel_ui(ui, video, self.model.is_some(), self.review.coder());
         let Some(shown) = &mut self.shown else { return };
         let faces = &shown.analyzed.faces;
         if !self.show_crop {
@@ -971,9 +1003,12 @@ impl eframe::App for AuscopeApp {
                 });
             }
             self.explain.request(&self.worker, wanted.clone());
+            let share = self.maps_shared();
+            self.explain.share_maps = share;
             let map = self.explain.overlay(wanted.as_ref());
             let compare = self.compare.as_mut().map(|c| {
                 c.explain.request(&self.worker, compare_wanted.clone());
+                c.explain.share_maps = share;
                 let caption = c.explain.caption(compare_wanted.as_ref());
                 let model = match c.kind {
                     Some(k) => k.title(),

@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::thread::JoinHandle;
 
-use auscope_core::explain::video::{VideoAus, VideoCorrelation, labels_for_video, predict_video, video_correlation};
+use auscope_core::explain::video::{
+    FaceLabels, FrameLabels, VideoAus, VideoCorrelation, coder_labels_for_video, labels_for_video, labels_of_predicted_faces, predict_video, video_correlation,
+};
 use auscope_core::face::{DetectorKind, FacePipeline};
 use auscope_core::models::{ModelFiles, open_predictor};
 use auscope_core::source::open_source;
@@ -26,11 +28,27 @@ pub struct CorrelationSpec {
     pub detector: DetectorKind,
     /// Every Nth frame.
     pub every: usize,
-    /// An OpenFace or auscope label CSV of this video.
-    pub labels: Option<PathBuf>,
+    /// Labels to compare the predictions with (None: predictions only).
+    pub labels: Option<LabelSource>,
     /// Only predict (the review's "Predict all frames"): the result is
     /// `Predicted`, no matrices.
     pub predict_only: bool,
+}
+
+/// Where the labels of a video correlation come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LabelSource {
+    /// An OpenFace or auscope label CSV of this video.
+    File(PathBuf),
+    /// A coder's labels in this video's project (`<video>.auscope`).
+    Coder(String),
+}
+
+/// Labels read before the frames: per frame (a file), or per (frame, face)
+/// until the predictions say which face each frame's is (a coder's).
+enum Labels {
+    Frames(Vec<String>, FrameLabels),
+    Faces(Vec<String>, FaceLabels),
 }
 
 pub enum JobEvent {
@@ -80,8 +98,12 @@ fn run(spec: &CorrelationSpec, device: &Device, stop: &AtomicBool, progress: &mu
     let fail = |e: String| Some(if spec.predict_only { JobEvent::Predicted(Err(e)) } else { JobEvent::Done(Err(e)) });
     let prepared = (|| {
         let model = open_predictor(spec.model.kind, ModelFiles { weights: spec.model.weights.as_deref(), ..ModelFiles::default() }, device)?;
-        // The label file first, so a wrong one fails before minutes of frames.
-        let labels = spec.labels.as_ref().map(|csv| labels_for_video(csv, &spec.video, model.aus())).transpose()?;
+        // The labels first, so a wrong file fails before minutes of frames.
+        let labels = match &spec.labels {
+            None => None,
+            Some(LabelSource::File(csv)) => labels_for_video(csv, &spec.video, model.aus()).map(|(a, l)| Some(Labels::Frames(a, l)))?,
+            Some(LabelSource::Coder(coder)) => coder_labels_for_video(&spec.video, model.aus(), coder).map(|(a, l)| Some(Labels::Faces(a, l)))?,
+        };
         let source = open_source(&spec.video)?;
         let pipeline = FacePipeline::new(spec.detector, device)?;
         Ok::<_, auscope_core::CoreError>((model, labels, source, pipeline))
@@ -90,7 +112,12 @@ fn run(spec: &CorrelationSpec, device: &Device, stop: &AtomicBool, progress: &mu
         Ok(p) => p,
         Err(e) => return fail(e.to_string()),
     };
-    let predicted = predict_video(source.as_mut(), &pipeline, &model, spec.every, device, &mut |done, total| {
+    // A coder's frames are predicted too, whatever the step.
+    let coded: Vec<usize> = match &labels {
+        Some(Labels::Faces(_, faces)) => faces.keys().map(|&(frame, _)| frame).collect(),
+        _ => Vec::new(),
+    };
+    let predicted = predict_video(source.as_mut(), &pipeline, &model, spec.every, &coded, device, &mut |done, total| {
         progress(done, total);
         !stop.load(Ordering::Relaxed)
     });
@@ -98,6 +125,15 @@ fn run(spec: &CorrelationSpec, device: &Device, stop: &AtomicBool, progress: &mu
         Ok(None) => None,
         Err(e) => fail(e.to_string()),
         Ok(Some(p)) if spec.predict_only => Some(JobEvent::Predicted(Ok(p))),
-        Ok(Some(p)) => Some(JobEvent::Done(video_correlation(&p, labels.as_ref()).map(|c| (c, p.skipped)).map_err(|e| e.to_string()))),
+        Ok(Some(p)) => {
+            let labels = labels.map(|l| match l {
+                Labels::Frames(aus, by_frame) => (aus, by_frame),
+                Labels::Faces(aus, by_face) => {
+                    let by_frame = labels_of_predicted_faces(&p, &by_face);
+                    (aus, by_frame)
+                }
+            });
+            Some(JobEvent::Done(video_correlation(&p, labels.as_ref()).map(|c| (c, p.skipped)).map_err(|e| e.to_string())))
+        }
     }
 }

@@ -2,20 +2,18 @@
 //! matrices: options, progress, cancel, result (the job runs on its own
 //! thread, `correlation_job`).
 
-use std::path::PathBuf;
-
 use auscope_core::explain::render::Colormap;
 use auscope_core::explain::video::VideoCorrelation;
 use eframe::egui::{self, Color32};
 
-use crate::correlation_job::{CorrelationJob, JobEvent};
+use crate::correlation_job::{CorrelationJob, JobEvent, LabelSource};
 use crate::explain_ui::matrix_ui;
 
 pub struct CorrelationPanel {
     /// Every Nth frame.
     pub every: usize,
-    /// An OpenFace or auscope label CSV of the video (None: predictions only).
-    pub labels: Option<PathBuf>,
+    /// A label file or a coder's labels (None: predictions only).
+    pub labels: Option<LabelSource>,
     pub job: Option<CorrelationJob>,
     progress: (usize, usize),
     pub result: Option<Result<(VideoCorrelation, Vec<String>), String>>,
@@ -62,8 +60,8 @@ impl CorrelationPanel {
     }
 
     /// `video`: a multi-frame source is open (else nothing is shown);
-    /// `model`: an AU model is chosen.
-    pub fn panel_ui(&mut self, ui: &mut egui::Ui, video: bool, model: bool) {
+    /// `model`: an AU model is chosen; `coder`: the review's coder.
+    pub fn panel_ui(&mut self, ui: &mut egui::Ui, video: bool, model: bool, coder: &str) {
         if !video {
             return;
         }
@@ -75,12 +73,26 @@ impl CorrelationPanel {
             ui.label("frames");
         });
         ui.horizontal(|ui| {
-            let name = self.labels.as_ref().and_then(|p| p.file_name()).map_or("none (predictions only)".into(), |n| n.to_string_lossy().into_owned());
+            let name = match &self.labels {
+                None => "none (predictions only)".to_string(),
+                Some(LabelSource::File(p)) => p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned()),
+                Some(LabelSource::Coder(c)) => format!("{c}'s labels in this project"),
+            };
             ui.label(format!("Labels: {name}"));
+        });
+        ui.horizontal(|ui| {
             if ui.small_button("CSV…").on_hover_text("An OpenFace CSV of this video, or auscope's label CSV").clicked()
                 && let Some(p) = rfd::FileDialog::new().add_filter("CSV", &["csv"]).pick_file()
             {
-                self.labels = Some(p);
+                self.labels = Some(LabelSource::File(p));
+            }
+            if !coder.is_empty()
+                && ui
+                    .small_button(format!("{coder}'s labels"))
+                    .on_hover_text("The labels this coder made in the review (faces with every AU labelled)")
+                    .clicked()
+            {
+                self.labels = Some(LabelSource::Coder(coder.to_string()));
             }
             if self.labels.is_some() && ui.small_button("x").on_hover_text("Predictions only").clicked() {
                 self.labels = None;

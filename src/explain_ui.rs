@@ -32,9 +32,12 @@ pub struct ExplainState {
     sent: Option<ExplainRequest>,
     result: Option<(ExplainRequest, Arc<Explanation>, f64)>,
     error: Option<(ExplainRequest, String)>,
-    /// The map uploaded for drawing: (request, label) it shows.
+    /// The map handed to the viewer: (request, label) it shows.
     map: Option<(ExplainRequest, String, Arc<MapData>)>,
     next_id: u64,
+    /// The models run on the device the window renders with, so the shader
+    /// may read maps from the model's buffers (set by the app).
+    pub share_maps: bool,
 }
 
 /// A map ready for the viewer.
@@ -101,6 +104,11 @@ impl ExplainState {
         self.sent = None;
     }
 
+    /// Where the map on screen for `wanted` is drawn from (MapData::source).
+    pub fn map_source(&self, wanted: Option<&ExplainRequest>) -> Option<&'static str> {
+        self.map.as_ref().filter(|(r, _, _)| Some(r) == wanted).map(|(_, _, m)| m.source())
+    }
+
     /// The latest result for `wanted`.
     pub fn current(&self, wanted: Option<&ExplainRequest>) -> Option<&Arc<Explanation>> {
         let w = wanted?;
@@ -114,10 +122,20 @@ impl ExplainState {
         let i = self.shown_map(maps);
         let label = maps.labels.get(i)?.clone();
         let w = wanted?;
-        let fresh = !matches!(&self.map, Some((r, l, _)) if r == w && *l == label);
+        // The worker resolved the buffer already (see worker.rs); an error
+        // there (or maps made on the CPU) means an upload.
+        let n = maps.width * maps.height;
+        let shared = maps
+            .device
+            .as_ref()
+            .filter(|_| self.share_maps)
+            .and_then(|d| d.resolved())
+            .and_then(Result::ok)
+            .and_then(|b| Some((b, u32::try_from(i * n).ok()?)));
+        let fresh = !matches!(&self.map, Some((r, l, m)) if r == w && *l == label && m.shared.is_some() == shared.is_some());
         if fresh {
             self.next_id += 1;
-            let data = MapData { id: self.next_id, width: maps.width as u32, height: maps.height as u32, values: maps.map(i).to_vec() };
+            let data = MapData { id: self.next_id, width: maps.width as u32, height: maps.height as u32, values: maps.map(i).to_vec(), shared };
             self.map = Some((w.clone(), label, Arc::new(data)));
         }
         let (_, _, map) = self.map.as_ref()?;
@@ -196,7 +214,8 @@ impl ExplainState {
             ui.label(format!("{} matrices: see the panel on the left.", e.matrices.len()));
             colormap_ui(ui, &mut self.style.colormap);
         }
-        ui.small(if timings { format!("{} ({ms:.0} ms)", e.note) } else { e.note.clone() });
+        let drawn = self.map.as_ref().filter(|(r, _, _)| Some(r) == wanted).map(|(_, _, m)| format!("; {}", m.source()));
+        ui.small(if timings { format!("{} ({ms:.0} ms{})", e.note, drawn.unwrap_or_default()) } else { e.note.clone() });
         if ui
             .button("Export…")
             .on_hover_text("Write every map of this explanation as an overlay PNG and a float array (.npy), and its matrices, to a folder")

@@ -54,7 +54,9 @@ fn main() -> anyhow::Result<()> {
                 compute.device.clone(),
                 Box::new(move || ctx.request_repaint()),
             )?;
-            let mut app = AuscopeApp::new(worker, status, open).with_gpu(cc.wgpu_render_state.as_ref());
+            let mut app = AuscopeApp::new(worker, status, open)
+                .with_gpu(cc.wgpu_render_state.as_ref())
+                .with_model_device(compute.gpu_device());
             if model.is_some() {
                 app.set_model(model, weights);
             }

@@ -2,27 +2,42 @@
 //! through an egui paint callback, on the wgpu device egui renders with
 //! (the one burn computes on when there is a GPU).
 //!
-//! The map's values are uploaded as an R32Float texture when the map
-//! changes (a few kB: maps are at model resolution, 2x2 to 64x64), and the
-//! colour map as a 256x1 lookup texture; range, opacity and the crop's
-//! corners on screen are uniforms, so dragging a slider or panning costs one
-//! uniform write.
+//! The shader reads the map from a storage buffer. When the model ran on
+//! the same wgpu device, that buffer is burn's own ([`SharedBuffer`]): the
+//! map is drawn where the model computed it, with no copy. Otherwise (models
+//! on the CPU, or predefined maps made on the CPU) the host values are
+//! written to a buffer of ours when the map changes (a few kB: maps are at
+//! model resolution, 2x2 to 64x64). The colour map is a 256x1 lookup
+//! texture; range, opacity and the crop's corners on screen are uniforms, so
+//! dragging a slider or panning costs one uniform write.
 
 use std::sync::Arc;
 
 use auscope_core::explain::render::Colormap;
+use auscope_core::shared_buffer::SharedBuffer;
 use eframe::egui;
 use eframe::egui_wgpu::{self, CallbackResources, CallbackTrait, RenderState, ScreenDescriptor, wgpu};
 
 const SHADER: &str = include_str!("../shaders/overlay.wgsl");
 
-/// One map to draw. `id` changes whenever `values` do.
+/// One map to draw. `id` changes whenever the values do.
 #[derive(Debug)]
 pub struct MapData {
     pub id: u64,
     pub width: u32,
     pub height: u32,
+    /// The host copy: drawn by the CPU fallback, uploaded when `shared` is None.
     pub values: Vec<f32>,
+    /// The map in place on the render device: the buffer of the model's
+    /// whole map stack, and the index of this map's first value in it.
+    pub shared: Option<(Arc<SharedBuffer>, u32)>,
+}
+
+impl MapData {
+    /// Where the shader reads the map from, for the timings line.
+    pub fn source(&self) -> &'static str {
+        if self.shared.is_some() { "drawn from the model's GPU buffer" } else { "uploaded from the CPU" }
+    }
 }
 
 /// What one frame's overlay looks like.
@@ -50,16 +65,25 @@ struct Resources {
 
 struct Slot {
     uniforms: wgpu::Buffer,
-    current: Option<(u64, Colormap, wgpu::Texture, wgpu::BindGroup)>,
+    /// The map bound (kept alive while drawn: it may hold burn's buffer),
+    /// our upload of it when it is not shared, and the bind group.
+    current: Option<(Arc<MapData>, Colormap, Option<wgpu::Buffer>, wgpu::BindGroup)>,
 }
 
 /// Viewers that can show a map in the same frame.
 pub const SLOTS: usize = 2;
 
+/// Uniform bytes: four vec4<f32> and one vec4<u32> (shaders/overlay.wgsl `Params`).
+const PARAMS_BYTES: u64 = 80;
+
 /// Create the overlay pipeline in egui's renderer; without it the viewer
-/// falls back to a CPU-blended texture.
+/// falls back to a CPU-blended texture. Devices that cannot read storage
+/// buffers in a fragment shader (WebGL-class limits) get the fallback.
 pub fn install(render_state: &RenderState) {
     let device = &render_state.device;
+    if device.limits().max_storage_buffers_per_shader_stage == 0 {
+        return;
+    }
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some("auscope overlay"),
         source: wgpu::ShaderSource::Wgsl(SHADER.into()),
@@ -87,7 +111,16 @@ pub fn install(render_state: &RenderState) {
                 },
                 count: None,
             },
-            texture_entry(1),
+            wgpu::BindGroupLayoutEntry {
+                binding: 1,
+                visibility: wgpu::ShaderStages::FRAGMENT,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage { read_only: true },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            },
             texture_entry(2),
         ],
     });
@@ -129,7 +162,7 @@ pub fn install(render_state: &RenderState) {
         .map(|_| Slot {
             uniforms: device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("auscope overlay params"),
-                size: 64,
+                size: PARAMS_BYTES,
                 usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             }),
@@ -220,25 +253,45 @@ impl CallbackTrait for Callback {
             self.view.width(), self.view.height(), d.opacity.clamp(0.0, 1.0), if r.srgb_target { 1.0 } else { 0.0 },
             d.range[0], d.range[1], d.map.width as f32, d.map.height as f32,
         ];
-        let bytes: Vec<u8> = params.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let first = d.map.shared.as_ref().map_or(0, |(_, first)| *first);
+        let mut bytes: Vec<u8> = params.iter().flat_map(|v| v.to_le_bytes()).collect();
+        bytes.extend([first, 0, 0, 0].iter().flat_map(|v| v.to_le_bytes()));
         let slot = &r.slots[self.slot];
         queue.write_buffer(&slot.uniforms, 0, &bytes);
-        let fresh = !matches!(&slot.current, Some((id, c, _, _)) if *id == d.map.id && *c == d.colormap);
-        if fresh && d.map.width > 0 && d.map.height > 0 {
-            let values: Vec<u8> = d.map.values.iter().flat_map(|v| v.to_le_bytes()).collect();
-            let t = texture(device, queue, "auscope map", d.map.width, d.map.height, wgpu::TextureFormat::R32Float, &values, 4);
-            let view = t.create_view(&wgpu::TextureViewDescriptor::default());
+        let fresh = !matches!(&slot.current, Some((map, c, _, _)) if map.id == d.map.id && *c == d.colormap);
+        let n = d.map.width as usize * d.map.height as usize;
+        if fresh && n > 0 {
             let Some((_, lut)) = r.luts.iter().find(|(c, _)| *c == d.colormap) else { return Vec::new() };
+            // burn's buffer when the map is on this device; else an upload.
+            let upload = match &d.map.shared {
+                Some(_) => None,
+                None => {
+                    let b = device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("auscope map"),
+                        size: (n * 4) as u64,
+                        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                        mapped_at_creation: false,
+                    });
+                    let values: Vec<u8> = d.map.values.iter().take(n).flat_map(|v| v.to_le_bytes()).collect();
+                    queue.write_buffer(&b, 0, &values);
+                    Some(b)
+                }
+            };
+            let map_binding = match (&d.map.shared, &upload) {
+                (Some((shared, _)), _) => shared.binding(),
+                (None, Some(b)) => b.as_entire_buffer_binding(),
+                (None, None) => return Vec::new(),
+            };
             let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some("auscope overlay"),
                 layout: &r.layout,
                 entries: &[
                     wgpu::BindGroupEntry { binding: 0, resource: slot.uniforms.as_entire_binding() },
-                    wgpu::BindGroupEntry { binding: 1, resource: wgpu::BindingResource::TextureView(&view) },
+                    wgpu::BindGroupEntry { binding: 1, resource: wgpu::BindingResource::Buffer(map_binding) },
                     wgpu::BindGroupEntry { binding: 2, resource: wgpu::BindingResource::TextureView(lut) },
                 ],
             });
-            r.slots[self.slot].current = Some((d.map.id, d.colormap, t, bind));
+            r.slots[self.slot].current = Some((d.map.clone(), d.colormap, upload, bind));
         }
         Vec::new()
     }

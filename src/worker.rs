@@ -250,6 +250,13 @@ fn serve(
                                     let input = input_for(m, &frame.image, face);
                                     explain(request.method, &request.options, m, &input, &device)
                                         .map(|e| {
+                                            // Resolve the maps' GPU buffer here, where they were
+                                            // computed: it blocks on burn's server, and the UI
+                                            // thread must not (it only reads the result).
+                                            // On failure the window uploads the host copy.
+                                            if let Some(Err(why)) = e.maps.as_ref().and_then(|m| m.device.as_ref()).map(|d| d.shared()) {
+                                                eprintln!("auscope: maps are uploaded, not shared: {why}");
+                                            }
                                             let e = Arc::new(e);
                                             cache.insert(key, e.clone());
                                             e

@@ -5,6 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use auscope_app::app::AuscopeApp;
+use auscope_app::correlation_job::LabelSource;
 use auscope_app::worker::Worker;
 use burn::tensor::Device;
 use common::*;
@@ -200,6 +201,62 @@ fn methods_a_model_cannot_give_are_disabled_with_a_reason() {
     assert!(why(Method::RoiAttention).expect("no ROI maps").contains("TransAU"));
 }
 
+/// The models on burn's wgpu device and egui rendering with the same
+/// device (lavapipe on CI): the overlay shader reads the map from the
+/// model's own buffer, and draws the same pixels as from an upload.
+#[test]
+fn a_map_computed_on_the_gpu_is_drawn_from_the_models_buffer() {
+    use auscope_core::explain::Method;
+    use auscope_core::explain::render::Colormap;
+    use auscope_core::models::{ModelKind, PredictorKind};
+    let compute = auscope_core::Compute::init(auscope_core::DeviceChoice::Wgpu)
+        .unwrap_or_else(|e| panic!("wgpu must be available (install mesa-vulkan-drivers): {e}"));
+    let gpu = compute.gpu_device().expect("models on wgpu").clone();
+    let setup = auscope_app::gpu::wgpu_configuration(&compute).wgpu_setup;
+    let device = compute.device.clone();
+    let mut harness = Harness::builder()
+        .with_size(Vec2::new(1100.0, 700.0))
+        .wgpu_setup(setup)
+        .build_eframe(move |cc| {
+            let ctx = cc.egui_ctx.clone();
+            let worker = Worker::spawn(device, Box::new(move || ctx.request_repaint())).expect("worker");
+            AuscopeApp::new(worker, "GPU — test".into(), Some(face_image("single_face.jpg")))
+                .with_gpu(cc.wgpu_render_state.as_ref())
+                .with_model_device(Some(&gpu))
+        });
+    harness.state_mut().set_show_timings(false);
+    wait_for_frame(&mut harness);
+    harness.state_mut().set_model(Some(PredictorKind::Net(ModelKind::Piap)), None);
+    step_until(&mut harness, "model loaded", |app| app.model().is_some());
+    // PIAP's learned PI maps: the network's own output, on the GPU.
+    harness.state_mut().set_explain(Some(Method::PiMapLearned), Some("AU12"));
+    harness.state_mut().set_overlay_style(0.0, Colormap::Turbo);
+    step_until(&mut harness, "explanation", |app| app.explanation().is_some());
+    let e = harness.state().explanation().expect("explanation");
+    let maps = e.maps.as_ref().expect("maps");
+    let on_gpu = maps.device.as_ref().expect("the maps stay on the GPU");
+    assert_eq!(on_gpu.tensor().dims(), [maps.labels.len(), maps.height, maps.width]);
+    assert_eq!(harness.state().map_source(), Some("drawn from the model's GPU buffer"));
+    let clear = harness.render().expect("render");
+    harness.state_mut().set_overlay_style(0.8, Colormap::Turbo);
+    for _ in 0..3 {
+        harness.step();
+    }
+    let shared = harness.render().expect("render");
+    let face = [300, 150, 600, 450];
+    let changed = region_diff(&clear, &shared, face);
+    assert!(changed > 5.0, "the overlay changed the face region by only {changed:.1}");
+    // The same map uploaded from its host copy: the same pixels.
+    harness.state_mut().set_model_device(None);
+    for _ in 0..3 {
+        harness.step();
+    }
+    assert_eq!(harness.state().map_source(), Some("uploaded from the CPU"));
+    let uploaded = harness.render().expect("render");
+    let diff = region_diff(&shared, &uploaded, [0, 0, 1100, 700]);
+    assert!(diff < 0.01, "drawing from burn's buffer and from an upload differ by {diff:.3}");
+}
+
 #[test]
 fn two_models_explain_the_same_face_side_by_side() {
     use auscope_core::explain::Method;
@@ -279,7 +336,7 @@ fn au_correlation_over_a_video_compares_predictions_with_a_label_file() {
         text += &format!("{},s1,{f},{},{}\n", video("single_face.mp4").display(), (k % 2 == 0) as u8, (f < 36) as u8);
     }
     std::fs::write(&csv, text).expect("csv");
-    harness.state_mut().start_video_correlation(4, Some(csv));
+    harness.state_mut().start_video_correlation(4, Some(LabelSource::File(csv)));
     step_until(&mut harness, "correlation", |app| app.video_correlation().is_some());
     let (c, skipped) = harness.state().video_correlation().expect("result").clone().expect("correlation");
     assert_eq!(c.matrices.len(), 2, "predictions and labels");
@@ -298,10 +355,60 @@ fn au_correlation_over_a_video_compares_predictions_with_a_label_file() {
     // A file without the model's AUs is refused with the reason.
     let bad = dir.join("bad.csv");
     std::fs::write(&bad, "path,subject,frame,smile\nx.mp4,s1,0,1\n").expect("csv");
-    harness.state_mut().start_video_correlation(4, Some(bad));
+    harness.state_mut().start_video_correlation(4, Some(LabelSource::File(bad)));
     step_until(&mut harness, "refusal", |app| matches!(app.video_correlation(), Some(Err(_))));
     let err = harness.state().video_correlation().expect("result").clone().expect_err("refused");
     assert!(err.contains("no AU column the model predicts"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn au_correlation_over_a_video_compares_predictions_with_a_coders_labels() {
+    use auscope_core::annotations::store::{Change, Store, project_path};
+    use auscope_core::annotations::{LabelKey, LabelValue};
+    use auscope_core::models::{ModelKind, PredictorKind};
+    let dir = scratch("gui-correlation-coder");
+    let clip = dir.join("clip.mp4");
+    std::fs::copy(video("single_face.mp4"), &clip).expect("copy the clip");
+    // The coder labelled every 6th frame fully (AU06 on every other one,
+    // AU12 in the first half), and frame 3 only partly.
+    let label = |frame: usize, au: &str, on: bool| Change { key: LabelKey { frame, face: 0, au: au.into() }, value: Some(LabelValue::coded(on, None)) };
+    let mut changes = vec![label(3, "AU12", true)];
+    for (k, f) in (0..72).step_by(6).enumerate() {
+        changes.push(label(f, "AU06", k % 2 == 0));
+        changes.push(label(f, "AU12", f < 36));
+    }
+    Store::open_for_media(&clip).expect("project").edit("tester", "labels", &changes).expect("labels");
+
+    let mut harness = harness_with(clip.clone());
+    wait_for_frame(&mut harness);
+    harness.state_mut().set_model(Some(PredictorKind::Net(ModelKind::Piap)), None);
+    step_until(&mut harness, "model loaded", |app| app.model().is_some());
+    assert_eq!(harness.state().review().coder(), "tester");
+    harness.get_by_label("tester's labels");
+    // Every 4th frame: the coder's frames (multiples of 6) are predicted too.
+    harness.state_mut().start_video_correlation(4, Some(LabelSource::Coder("tester".into())));
+    step_until(&mut harness, "correlation", |app| app.video_correlation().is_some());
+    let (c, skipped) = harness.state().video_correlation().expect("result").clone().expect("correlation");
+    assert!(skipped.is_empty(), "{skipped:?}");
+    assert_eq!(c.matrices.len(), 2, "predictions and labels");
+    assert_eq!(c.matrices[1].labels, vec!["AU06".to_string(), "AU12".to_string()], "the AUs the coder labelled");
+    assert_eq!(c.frames, 12, "the 12 fully labelled frames; frame 3 is partial");
+    // Hand-computed: AU06 and AU12 overlap on 3 of 12 frames, each on 6: r = 0.
+    let l = &c.matrices[1].values;
+    assert!((l[0] - 1.0).abs() < 1e-5 && l[1].abs() < 1e-5, "{l:?}");
+    assert!(c.distance.is_some_and(|d| d.is_finite()));
+    for _ in 0..3 {
+        harness.step();
+    }
+    harness.get_by_label("Labels: tester's labels in this project");
+
+    // A coder without labels is refused with the reason.
+    harness.state_mut().start_video_correlation(4, Some(LabelSource::Coder("nobody".into())));
+    step_until(&mut harness, "refusal", |app| matches!(app.video_correlation(), Some(Err(_))));
+    let err = harness.state().video_correlation().expect("result").clone().expect_err("refused");
+    assert!(err.contains("'nobody' labelled none of the model's AUs"), "{err}");
+    assert!(project_path(&clip).is_file());
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -39,6 +39,8 @@ pub struct Compute {
     pub wgpu: Option<WgpuSetup>,
     /// Why Auto chose the CPU, if it did.
     pub fallback_reason: Option<String>,
+    /// `device` is the wgpu one in `wgpu` (not Flex).
+    on_gpu: bool,
 }
 
 impl std::fmt::Debug for Compute {
@@ -54,6 +56,7 @@ impl Compute {
             name: "CPU (burn Flex)".into(),
             wgpu,
             fallback_reason,
+            on_gpu: false,
         }
     }
 
@@ -75,6 +78,7 @@ impl Compute {
                     name: format!("GPU: {} ({:?}, burn wgpu)", info.name, info.backend),
                     wgpu: Some(setup),
                     fallback_reason: None,
+                    on_gpu: true,
                 })
             }
             Err(e) if choice == DeviceChoice::Auto => {
@@ -82,6 +86,12 @@ impl Compute {
             }
             Err(e) => Err(CoreError::Device(format!("wgpu unavailable: {e}"))),
         }
+    }
+
+    /// The wgpu device the models run on; None when they run on the CPU
+    /// (even if a software adapter was set up for rendering).
+    pub fn gpu_device(&self) -> Option<&wgpu::Device> {
+        self.wgpu.as_ref().filter(|_| self.on_gpu).map(|s| &s.device)
     }
 
     /// One line for a status bar: the device, and why it is not a GPU when it is not.

@@ -14,6 +14,7 @@ pub mod graph;
 pub mod models;
 pub mod training;
 pub mod report;
+pub mod shared_buffer;
 pub mod source;
 
 pub use compute::{Compute, DeviceChoice};

@@ -8,6 +8,7 @@
 //! timestamp, confidence, success), `steps` / `step_rows` (the coder's undo
 //! history: each row's value before and after, as JSON).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -15,6 +16,9 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction,
 
 use super::{Label, LabelKey, LabelValue, Source};
 use crate::error::CoreError;
+
+/// A coder's labels per (frame, face): AU index -> occurrence.
+pub type CodedFaces = BTreeMap<(usize, usize), BTreeMap<usize, bool>>;
 
 /// The project format this version writes and the newest it reads.
 pub const FORMAT: i64 = 1;
@@ -320,6 +324,26 @@ impl Store {
             .map_err(|e| self.err(&e))?;
         let rows = q.query_map(params![frame.map(|f| f as i64), source.map(Source::name), who], row_label).map_err(|e| self.err(&e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(&e))
+    }
+
+    /// The faces a coder labelled: per (frame, face), the occurrence of each
+    /// AU of `aus` (by index) they labelled, their latest label winning
+    /// (None: any coder's latest). Fine-tuning, training on projects and
+    /// the video correlation read coder labels through this.
+    pub fn coded_faces(&self, aus: &[String], coder: Option<&str>) -> Result<CodedFaces, CoreError> {
+        let mut latest: BTreeMap<(usize, usize, usize), (i64, bool)> = BTreeMap::new();
+        for l in self.labels(Some(Source::Coder), coder)? {
+            let Some(j) = aus.iter().position(|a| *a == l.key.au) else { continue };
+            let slot = latest.entry((l.key.frame, l.key.face, j)).or_insert((l.time_ms, l.value.occurrence));
+            if l.time_ms >= slot.0 {
+                *slot = (l.time_ms, l.value.occurrence);
+            }
+        }
+        let mut out = CodedFaces::new();
+        for ((frame, face, j), (_, occ)) in latest {
+            out.entry((frame, face)).or_default().insert(j, occ);
+        }
+        Ok(out)
     }
 
     /// The names that labelled as `source`.

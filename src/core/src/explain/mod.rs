@@ -29,6 +29,7 @@ use crate::error::CoreError;
 use crate::face::Face;
 use crate::frame::Roi;
 use crate::models::{AuModel, ModelMaps, Net, Predictor, Trace};
+use crate::shared_buffer::DeviceValues;
 
 /// Faces narrower than this (detector box, frame pixels) are refused: their
 /// crops are mostly upsampling blur, and maps over them mean little.
@@ -138,7 +139,7 @@ pub fn input_for(model: &Predictor, image: &RgbImage, face: &Face) -> ExplainInp
 }
 
 /// Per-label maps of one face, row-major, values in [0, 1].
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct MapStack {
     /// One per map: an AU ("AU12"), a landmark ("L34"), or "all".
     pub labels: Vec<String>,
@@ -146,6 +147,18 @@ pub struct MapStack {
     pub height: usize,
     /// [labels, height, width]
     pub data: Vec<f32>,
+    /// The same values where the model computed them, when that is the GPU:
+    /// the window's shader draws from there (no upload). `data` is their
+    /// host copy, for hover values, export and CPU drawing.
+    #[serde(skip)]
+    pub device: Option<DeviceValues<3>>,
+}
+
+/// Equal values; where they live does not count.
+impl PartialEq for MapStack {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.labels, self.width, self.height, &self.data) == (&other.labels, other.width, other.height, &other.data)
+    }
 }
 
 impl MapStack {
@@ -157,7 +170,7 @@ impl MapStack {
                 labels.len()
             )));
         }
-        Ok(Self { labels, width, height, data })
+        Ok(Self { labels, width, height, data, device: None })
     }
 
     pub fn map(&self, i: usize) -> &[f32] {
@@ -176,8 +189,14 @@ impl MapStack {
         if k != labels.len() {
             return Err(CoreError::Explain(format!("{k} maps for {} labels", labels.len())));
         }
-        let data = read(t.narrow(0, 0, 1).clamp(0.0, 1.0))?;
-        Self::new(labels, w, h, data)
+        Self::from_maps(t.narrow(0, 0, 1).clamp(0.0, 1.0).reshape([k, h, w]), labels)
+    }
+
+    /// [K, H, W] maps, kept on their device when that is the GPU.
+    fn from_maps(t: Tensor<3>, labels: Vec<String>) -> Result<Self, CoreError> {
+        let [_, h, w] = t.dims();
+        let device = DeviceValues::of(&t);
+        Ok(Self { device, ..Self::new(labels, w, h, read(t)?)? })
     }
 }
 

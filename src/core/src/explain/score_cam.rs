@@ -21,7 +21,7 @@ use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Tensor};
 
-use super::{Explainer, ExplainInput, Explanation, MapStack, Method, network, read};
+use super::{Explainer, ExplainInput, Explanation, MapStack, Method, network};
 use crate::error::CoreError;
 use crate::models::{AuModel, Predictor, Trace};
 
@@ -115,8 +115,7 @@ pub fn model_score_cam(model: &AuModel, x: Tensor<4>, layer: &str, batch: usize)
 /// [`score_cam`] on `model`'s logits, as one map per AU.
 fn cams_for(model: &AuModel, x: Tensor<4>, activation: Tensor<4>, batch: usize) -> Result<MapStack, CoreError> {
     let cams = score_cam(x, activation, batch, |masked| model.forward(masked, &mut Trace::none()).logits)?;
-    let [_, h, w] = cams.dims();
-    MapStack::new(model.aus().to_vec(), w, h, read(cams)?)
+    MapStack::from_maps(cams, model.aus().to_vec())
 }
 
 /// The method itself, for any network: `x` [1, C, S, S], `activation`
@@ -202,7 +201,7 @@ mod tests {
         .expect("score-cam");
         assert_eq!(calls, 4, "16 channels in batches of 5");
         assert_eq!(cams.dims(), [2, g, g]);
-        let v = read(cams).expect("read");
+        let v = super::super::read(cams).expect("read");
         let mouth_map = &v[..g * g];
         let best = mouth_map.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i);
         assert_eq!(best, Some(mouth.0 * g + mouth.1), "the peak is on the mouth: {mouth_map:?}");

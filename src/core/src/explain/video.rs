@@ -1,6 +1,7 @@
 //! AU correlation over a whole video (FAN-Trans Figure 5): a model's AU
-//! occurrences on every Nth frame, optionally a label file's, their AU x AU
-//! Pearson matrices and the distance between them.
+//! occurrences on every Nth frame, optionally labels (a label file's, or a
+//! coder's in the video's project), their AU x AU Pearson matrices and the
+//! distance between them.
 //!
 //! Choices: the largest face of each frame is the one coded (one-subject
 //! videos, as in BP4D/DISFA); predictions enter as occurrences (p >= 0.5),
@@ -9,18 +10,24 @@
 //! matrices cover the AUs the model and the file share, over the frames
 //! both have.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use burn::tensor::Device;
 
 use super::Matrix;
 use super::correlation::{Rows, correlations};
+use crate::annotations::store::{Store, project_path};
 use crate::error::CoreError;
 use crate::face::FacePipeline;
 use crate::models::Predictor;
 use crate::source::FrameSource;
 use crate::training::data::{Dataset, au_name};
+
+/// 0/1 labels per 0-based frame.
+pub type FrameLabels = BTreeMap<usize, Vec<f32>>;
+/// 0/1 labels per (frame, face).
+pub type FaceLabels = BTreeMap<(usize, usize), Vec<f32>>;
 
 /// A model's AU probabilities on the sampled frames of a video.
 #[derive(Debug, Clone)]
@@ -34,18 +41,22 @@ pub struct VideoAus {
     pub skipped: Vec<String>,
 }
 
-/// Run `model` on frames 0, every, 2 every, ... of `source`. `progress(done,
+/// Run `model` on frames 0, every, 2 every, ... of `source`, and on the
+/// frames of `also` (e.g. the frames a coder labelled). `progress(done,
 /// total)` returning false stops early (cancel): Ok(None).
 pub fn predict_video(
     source: &mut dyn FrameSource,
     pipeline: &FacePipeline,
     model: &Predictor,
     every: usize,
+    also: &[usize],
     device: &Device,
     progress: &mut dyn FnMut(usize, usize) -> bool,
 ) -> Result<Option<VideoAus>, CoreError> {
     let count = source.info().frame_count;
-    let indices: Vec<usize> = (0..count).step_by(every.max(1)).collect();
+    let mut indices: Vec<usize> = (0..count).step_by(every.max(1)).chain(also.iter().copied().filter(|&f| f < count)).collect();
+    indices.sort_unstable();
+    indices.dedup();
     let mut out = VideoAus { aus: model.aus().to_vec(), frames: BTreeMap::new(), faces: BTreeMap::new(), skipped: Vec::new() };
     for (done, &i) in indices.iter().enumerate() {
         if !progress(done, indices.len()) {
@@ -77,7 +88,7 @@ pub fn predict_video(
 /// `frame` column, 1-based) or auscope's generic CSV (`path`, `frame`, rows
 /// of other media ignored). Returns the AUs of `wanted` the file has, and
 /// per 0-based frame their 0/1 labels.
-pub fn labels_for_video(csv: &Path, media: &Path, wanted: &[String]) -> Result<(Vec<String>, BTreeMap<usize, Vec<f32>>), CoreError> {
+pub fn labels_for_video(csv: &Path, media: &Path, wanted: &[String]) -> Result<(Vec<String>, FrameLabels), CoreError> {
     let bad = |m: String| CoreError::Data(format!("{}: {m}", csv.display()));
     let mut rd = csv::ReaderBuilder::new().trim(csv::Trim::All).from_path(csv).map_err(|e| bad(e.to_string()))?;
     let header = rd.headers().map_err(|e| bad(e.to_string()))?.clone();
@@ -100,6 +111,43 @@ pub fn labels_for_video(csv: &Path, media: &Path, wanted: &[String]) -> Result<(
     Ok((aus, data.samples.into_iter().map(|s| (s.frame, s.labels)).collect()))
 }
 
+/// A coder's labels from the video's project (`<media>.auscope`): the AUs of
+/// `wanted` the coder labelled anywhere, and per (frame, face) their 0/1
+/// labels on the faces where the coder labelled all of them. Faces left
+/// partly unlabelled are not used, as when training on projects (the
+/// review window's Enter labels the rest with the model's decisions).
+/// A missing project is an error and is not created.
+pub fn coder_labels_for_video(media: &Path, wanted: &[String], coder: &str) -> Result<(Vec<String>, FaceLabels), CoreError> {
+    let project = project_path(media);
+    if !project.is_file() {
+        return Err(CoreError::Data(format!("{} has no project file, so no labels by '{coder}'", media.display())));
+    }
+    let coded = Store::open(&project)?.coded_faces(wanted, Some(coder))?;
+    let labelled: BTreeSet<usize> = coded.values().flat_map(|l| l.keys().copied()).collect();
+    if labelled.is_empty() {
+        return Err(CoreError::Data(format!("'{coder}' labelled none of the model's AUs ({}) in this video", wanted.join(", "))));
+    }
+    let aus: Vec<String> = labelled.iter().map(|&j| wanted[j].clone()).collect();
+    let faces: FaceLabels = coded
+        .into_iter()
+        .filter(|(_, l)| labelled.iter().all(|j| l.contains_key(j)))
+        .map(|(key, l)| (key, labelled.iter().map(|j| f32::from(u8::from(l[j]))).collect()))
+        .collect();
+    if faces.is_empty() {
+        return Err(CoreError::Data(format!(
+            "no face where '{coder}' labelled all of {} (Enter in the review labels the rest with the model's decisions)",
+            aus.join(", ")
+        )));
+    }
+    Ok((aus, faces))
+}
+
+/// Per-frame rows of `faces` (from [`coder_labels_for_video`]) for the face
+/// each frame's prediction is of.
+pub fn labels_of_predicted_faces(pred: &VideoAus, faces: &FaceLabels) -> FrameLabels {
+    pred.faces.iter().filter_map(|(&frame, &face)| Some((frame, faces.get(&(frame, face))?.clone()))).collect()
+}
+
 /// The correlation matrices of a video's predictions (and labels).
 #[derive(Debug, Clone)]
 pub struct VideoCorrelation {
@@ -113,7 +161,7 @@ pub struct VideoCorrelation {
 /// Pearson matrices of the predictions, and with `labels` (AUs, per-frame
 /// rows from [`labels_for_video`]) of both over the frames and AUs they
 /// share. Fails with fewer than 2 frames in common.
-pub fn video_correlation(pred: &VideoAus, labels: Option<&(Vec<String>, BTreeMap<usize, Vec<f32>>)>) -> Result<VideoCorrelation, CoreError> {
+pub fn video_correlation(pred: &VideoAus, labels: Option<&(Vec<String>, FrameLabels)>) -> Result<VideoCorrelation, CoreError> {
     let occurrence = |p: &[f32], keep: &[usize]| keep.iter().map(|&k| if p[k] >= 0.5 { 1.0 } else { 0.0 }).collect::<Vec<f32>>();
     match labels {
         None => {
@@ -136,7 +184,7 @@ pub fn video_correlation(pred: &VideoAus, labels: Option<&(Vec<String>, BTreeMap
             }
             if p_rows.len() < 2 {
                 return Err(CoreError::Explain(format!(
-                    "the label file and the predictions share {} frame(s); correlation needs at least 2 (is it this video's file?)",
+                    "the labels and the predictions share {} frame(s); correlation needs at least 2 (are they this video's labels, of the face the model sees?)",
                     p_rows.len()
                 )));
             }
@@ -174,5 +222,22 @@ mod tests {
         let elsewhere = (aus(&["AU06"]), [(99, vec![1.0])].into());
         let err = video_correlation(&pred, Some(&elsewhere)).expect_err("no shared frames").to_string();
         assert!(err.contains("share 0 frame"), "{err}");
+    }
+
+    #[test]
+    fn a_coders_labels_follow_the_predicted_face_and_a_missing_project_is_not_made() {
+        let media = std::env::temp_dir().join(format!("auscope-video-{}.mp4", std::process::id()));
+        let err = coder_labels_for_video(&media, &aus(&["AU12"]), "alice").expect_err("no project").to_string();
+        assert!(err.contains("no project file"), "{err}");
+        assert!(!project_path(&media).exists(), "refusing created nothing");
+        // Frame 0's prediction is of face 1, frame 5's of face 0.
+        let pred = VideoAus {
+            aus: aus(&["AU12"]),
+            frames: [(0, vec![0.9]), (5, vec![0.1])].into(),
+            faces: [(0, 1), (5, 0)].into(),
+            skipped: Vec::new(),
+        };
+        let faces = [((0, 0), vec![0.0]), ((0, 1), vec![1.0]), ((5, 1), vec![1.0])].into();
+        assert_eq!(labels_of_predicted_faces(&pred, &faces), [(0, vec![1.0])].into());
     }
 }

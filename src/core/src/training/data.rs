@@ -295,7 +295,7 @@ impl Dataset {
             let media = crate::annotations::store::Store::media_of(project)
                 .ok_or_else(|| data_err(project, "not a project file: the name must be <media>.auscope"))?;
             let store = crate::annotations::store::Store::open(project)?;
-            let coded = super::finetune::corrected_faces(&store, aus, coder)?;
+            let coded = store.coded_faces(aus, coder)?;
             if coded.is_empty() {
                 let whose = coder.map_or("any coder".to_string(), |c| format!("coder '{c}'"));
                 return Err(data_err(project, format!("no labels by {whose} for {}", aus.join(", "))));

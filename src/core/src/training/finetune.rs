@@ -20,7 +20,6 @@
 //!   metrics.json, finetune.json); the adopted one and the adoption history
 //!   are in the project's metadata.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,7 +33,6 @@ use super::data::{Dataset, Sample};
 use super::metrics::{Evaluation, evaluate};
 use super::prepare::{Prepared, prepare};
 use super::trainer::{io_err, Auxiliary, RunFiles, TrainEvent, TrainJob, TrainOutcome, TrainParams, Trainer, predict_prepared};
-use crate::annotations::Source;
 use crate::annotations::store::{Store, now_ms};
 use crate::error::CoreError;
 use crate::face::{DetectorKind, FacePipeline};
@@ -185,24 +183,6 @@ pub fn roll_back(store: &mut Store, kind: ModelKind) -> Result<Option<String>, C
     Ok(Some(previous).filter(|p| !p.is_empty()))
 }
 
-/// The coder-corrected faces: per (frame, face), the coder's occurrence of
-/// each AU of `aus` they labelled.
-pub fn corrected_faces(store: &Store, aus: &[String], coder: Option<&str>) -> Result<BTreeMap<(usize, usize), BTreeMap<usize, bool>>, CoreError> {
-    let mut latest: BTreeMap<(usize, usize, usize), (i64, bool)> = BTreeMap::new();
-    for l in store.labels(Some(Source::Coder), coder)? {
-        let Some(j) = aus.iter().position(|a| *a == l.key.au) else { continue };
-        let slot = latest.entry((l.key.frame, l.key.face, j)).or_insert((l.time_ms, l.value.occurrence));
-        if l.time_ms >= slot.0 {
-            *slot = (l.time_ms, l.value.occurrence);
-        }
-    }
-    let mut out: BTreeMap<(usize, usize), BTreeMap<usize, bool>> = BTreeMap::new();
-    for ((frame, face, j), (_, occ)) in latest {
-        out.entry((frame, face)).or_default().insert(j, occ);
-    }
-    Ok(out)
-}
-
 /// Split corrected faces (in frame order) into training and held-out keys.
 pub fn split(keys: &[(usize, usize)], held_out: f32) -> Result<(Vec<(usize, usize)>, Vec<(usize, usize)>), CoreError> {
     if keys.len() < 2 {
@@ -295,7 +275,7 @@ fn run(spec: &FinetuneSpec, device: &Device, tx: &SyncSender<FinetuneEvent>, can
     let base = open_model(spec.kind, ModelFiles { weights: spec.weights.as_deref(), ..ModelFiles::default() }, device)?;
     let aus = base.spec.aus.clone();
     let store = Store::open(&spec.project)?;
-    let corrected = corrected_faces(&store, &aus, spec.coder.as_deref())?;
+    let corrected = store.coded_faces(&aus, spec.coder.as_deref())?;
     drop(store);
     let keys: Vec<(usize, usize)> = corrected.keys().copied().collect();
     let (train_keys, test_keys) = split(&keys, spec.held_out)?;
