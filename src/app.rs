@@ -317,7 +317,7 @@ impl AuscopeApp {
             labels: self.correlation.labels.clone(),
             predict_only: false,
         };
-        match crate::correlation_job::CorrelationJob::spawn(spec, self.worker.device.clone()) {
+        match crate::correlation_job::spawn(spec, self.worker.device.clone()) {
             Ok(job) => self.correlation.started(job),
             Err(e) => self.correlation.result = Some(Err(format!("could not start the job: {e}"))),
         }

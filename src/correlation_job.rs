@@ -5,15 +5,13 @@
 //! job (or `cancel`) stops it between frames.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, sync_channel};
-use std::thread::JoinHandle;
 
 use auscope_core::explain::video::{
     FaceLabels, FrameLabels, VideoAus, VideoCorrelation, coder_labels_for_video, labels_for_video, labels_of_predicted_faces, predict_video, video_correlation,
 };
 use auscope_core::face::{DetectorKind, FacePipeline};
+use auscope_core::jobs::Job;
 use auscope_core::models::{ModelFiles, open_predictor};
 use auscope_core::source::open_source;
 use burn::tensor::Device;
@@ -59,38 +57,20 @@ pub enum JobEvent {
     Predicted(Result<VideoAus, String>),
 }
 
-pub struct CorrelationJob {
-    pub events: Receiver<JobEvent>,
-    cancel: Arc<AtomicBool>,
-    _thread: JoinHandle<()>,
-}
+/// A video pass on its own thread (`auscope-correlation`), with its events.
+pub type CorrelationJob = Job<JobEvent>;
 
-impl CorrelationJob {
-    pub fn spawn(spec: CorrelationSpec, device: Device) -> std::io::Result<Self> {
-        let (tx, rx) = sync_channel(16);
-        let cancel = Arc::new(AtomicBool::new(false));
-        let stop = cancel.clone();
-        let thread = std::thread::Builder::new().name("auscope-correlation".into()).spawn(move || {
-            let result = run(&spec, &device, &stop, &mut |done, total| {
-                // Progress may be dropped when the UI is behind; the result is not.
-                let _ = tx.try_send(JobEvent::Progress { done, total });
-            });
-            if let Some(event) = result {
-                let _ = tx.send(event);
-            }
-        })?;
-        Ok(CorrelationJob { events: rx, cancel, _thread: thread })
-    }
-
-    pub fn cancel(&self) {
-        self.cancel.store(true, Ordering::Relaxed);
-    }
-}
-
-impl Drop for CorrelationJob {
-    fn drop(&mut self) {
-        self.cancel();
-    }
+/// Start the pass `spec` describes on `device`.
+pub fn spawn(spec: CorrelationSpec, device: Device) -> std::io::Result<CorrelationJob> {
+    Job::start("auscope-correlation", 16, move |tx, stop| {
+        let result = run(&spec, &device, stop, &mut |done, total| {
+            // Progress may be dropped when the UI is behind; the result is not.
+            let _ = tx.try_send(JobEvent::Progress { done, total });
+        });
+        if let Some(event) = result {
+            let _ = tx.send(event);
+        }
+    })
 }
 
 /// The final event; None when cancelled.

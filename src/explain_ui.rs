@@ -214,7 +214,7 @@ impl ExplainState {
             ui.label(format!("{} matrices: see the panel on the left.", e.matrices.len()));
             colormap_ui(ui, &mut self.style.colormap);
         }
-        let drawn = self.map.as_ref().filter(|(r, _, _)| Some(r) == wanted).map(|(_, _, m)| format!("; {}", m.source()));
+        let drawn = self.map_source(wanted).map(|s| format!("; {s}"));
         ui.small(if timings { format!("{} ({ms:.0} ms{})", e.note, drawn.unwrap_or_default()) } else { e.note.clone() });
         if ui
             .button("Export…")

@@ -769,7 +769,7 @@ impl Review {
     pub fn start_predictions(&mut self, model: &ModelRequest, device: &Device) {
         let Some(media) = self.media.clone() else { return };
         let spec = CorrelationSpec { video: media, model: model.clone(), detector: Default::default(), every: 1, labels: None, predict_only: true };
-        match CorrelationJob::spawn(spec, device.clone()) {
+        match crate::correlation_job::spawn(spec, device.clone()) {
             Ok(job) => {
                 self.predict = Some(job);
                 self.predict_progress = (0, self.frames);

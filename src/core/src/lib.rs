@@ -11,6 +11,7 @@ pub mod explain;
 pub mod face;
 pub mod frame;
 pub mod graph;
+pub mod jobs;
 pub mod models;
 pub mod training;
 pub mod report;

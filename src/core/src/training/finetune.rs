@@ -21,9 +21,8 @@
 //!   are in the project's metadata.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::SyncSender;
 
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
@@ -35,6 +34,7 @@ use super::prepare::{Prepared, prepare};
 use super::trainer::{io_err, Auxiliary, RunFiles, TrainEvent, TrainJob, TrainOutcome, TrainParams, Trainer, predict_prepared};
 use crate::annotations::store::{Store, now_ms};
 use crate::error::CoreError;
+use crate::jobs::Job;
 use crate::face::{DetectorKind, FacePipeline};
 use crate::models::{ModelFiles, ModelKind, open_model, weights};
 
@@ -218,42 +218,18 @@ pub fn masked_evaluation(aus: &[String], probs: &[Vec<f32>], labels: &[Vec<f32>]
 }
 
 /// A fine-tune on its own named thread.
-pub struct FinetuneJob {
-    pub events: Receiver<FinetuneEvent>,
-    cancel: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
+/// A fine-tune on its own thread (`auscope-finetune`), with its events.
+pub type FinetuneJob = Job<FinetuneEvent>;
 
-impl FinetuneJob {
+impl Job<FinetuneEvent> {
     pub fn spawn(spec: FinetuneSpec, device: Device) -> std::io::Result<Self> {
-        let (tx, rx) = sync_channel(256);
-        let cancel = Arc::new(AtomicBool::new(false));
-        let flag = cancel.clone();
-        let thread = std::thread::Builder::new().name("auscope-finetune".into()).spawn(move || {
-            let outcome = match run(&spec, &device, &tx, &flag) {
+        Job::start("auscope-finetune", 256, move |tx, cancel| {
+            let outcome = match run(&spec, &device, tx, cancel) {
                 Ok(o) => o,
                 Err(e) => FinetuneOutcome::Failed(e.to_string()),
             };
             let _ = tx.send(FinetuneEvent::Finished(outcome));
-        })?;
-        Ok(FinetuneJob { events: rx, cancel, thread: Some(thread) })
-    }
-
-    pub fn cancel(&self) {
-        self.cancel.store(true, Ordering::Relaxed);
-    }
-
-    /// Wait for the thread (after `Finished`).
-    pub fn join(mut self) {
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for FinetuneJob {
-    fn drop(&mut self) {
-        self.cancel();
+        })
     }
 }
 

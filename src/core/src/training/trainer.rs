@@ -20,9 +20,8 @@
 //! teacher/student loop with discrete feedback.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{SyncSender, TrySendError};
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer};
@@ -36,6 +35,7 @@ use super::metrics::{Evaluation, evaluate};
 use super::prepare::Prepared;
 use super::regions::region_maps;
 use crate::error::CoreError;
+use crate::jobs::Job;
 use crate::models::blocks::Trace;
 use crate::models::piap::PiapStage;
 use crate::models::{ArchConfig, AuModel, ModelSpec, Net, weights};
@@ -804,38 +804,19 @@ fn df_step(
     (student, teacher, value)
 }
 
-/// A trainer on its own named thread.
-pub struct TrainJob {
-    pub events: Receiver<TrainEvent>,
-    cancel: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
+/// A training run on its own thread (`auscope-train`), with its events.
+pub type TrainJob = Job<TrainEvent>;
 
-impl TrainJob {
+impl Job<TrainEvent> {
     pub fn spawn(trainer: Trainer) -> std::io::Result<Self> {
-        let (tx, rx) = sync_channel(256);
-        let cancel = Arc::new(AtomicBool::new(false));
-        let flag = cancel.clone();
-        let thread = std::thread::Builder::new().name("auscope-train".into()).spawn(move || {
+        Job::start("auscope-train", 256, move |tx, cancel| {
             // A panic inside burn (e.g. an op a backend lacks) ends the run as
             // Failed with its message instead of a silent dead thread.
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| trainer.run(&tx, &flag))).unwrap_or_else(|p| {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| trainer.run(tx, cancel))).unwrap_or_else(|p| {
                 let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
                 TrainOutcome::Failed(format!("the training step crashed: {msg}"))
             });
-            send(&tx, TrainEvent::Finished(outcome));
-        })?;
-        Ok(Self { events: rx, cancel, thread: Some(thread) })
-    }
-
-    pub fn cancel(&self) {
-        self.cancel.store(true, Ordering::Relaxed);
-    }
-
-    /// Wait for the thread (after `Finished`).
-    pub fn join(mut self) {
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+            send(tx, TrainEvent::Finished(outcome));
+        })
     }
 }
