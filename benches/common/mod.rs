@@ -27,14 +27,11 @@ pub fn bench_devices() -> Vec<(String, burn::tensor::Device)> {
     use auscope_core::{Compute, DeviceChoice};
     let any_wgpu = std::env::var("AUSCOPE_BENCH_WGPU").is_ok_and(|v| v == "any");
     let mut devices = vec![("cpu (Flex)".to_string(), burn::tensor::Device::flex())];
-    match (Compute::init(DeviceChoice::Auto), any_wgpu) {
-        (Ok(c), _) if c.fallback_reason.is_none() => devices.push((c.name.clone(), c.device.clone())),
-        (_, true) => match Compute::init(DeviceChoice::Wgpu) {
-            Ok(c) => devices.push((c.name.clone(), c.device.clone())),
-            Err(e) => eprintln!("wgpu column skipped: {e}"),
-        },
-        (Ok(c), false) => eprintln!("wgpu column skipped (AUSCOPE_BENCH_WGPU=any times it anyway): {}", c.fallback_reason.unwrap_or_default()),
-        (Err(e), false) => eprintln!("wgpu column skipped: {e}"),
+    // One init per process: burn registers the wgpu runtime once.
+    match Compute::init(if any_wgpu { DeviceChoice::Wgpu } else { DeviceChoice::Auto }) {
+        Ok(c) if c.gpu_device().is_some() => devices.push((c.name.clone(), c.device.clone())),
+        Ok(c) => eprintln!("wgpu column skipped (AUSCOPE_BENCH_WGPU=any times it anyway): {}", c.fallback_reason.unwrap_or_default()),
+        Err(e) => eprintln!("wgpu column skipped: {e}"),
     }
     devices
 }
