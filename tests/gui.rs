@@ -320,6 +320,13 @@ fn the_explanation_on_screen_exports_as_png_and_npy() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Start the video correlation with `labels` and return the error it must end in.
+fn correlation_refused(harness: &mut Harness<'_, AuscopeApp>, labels: LabelSource) -> String {
+    harness.state_mut().start_video_correlation(4, Some(labels));
+    step_until(harness, "refusal", |app| matches!(app.video_correlation(), Some(Err(_))));
+    harness.state().video_correlation().expect("result").clone().expect_err("refused")
+}
+
 #[test]
 fn au_correlation_over_a_video_compares_predictions_with_a_label_file() {
     use auscope_core::models::{ModelKind, PredictorKind};
@@ -355,9 +362,7 @@ fn au_correlation_over_a_video_compares_predictions_with_a_label_file() {
     // A file without the model's AUs is refused with the reason.
     let bad = dir.join("bad.csv");
     std::fs::write(&bad, "path,subject,frame,smile\nx.mp4,s1,0,1\n").expect("csv");
-    harness.state_mut().start_video_correlation(4, Some(LabelSource::File(bad)));
-    step_until(&mut harness, "refusal", |app| matches!(app.video_correlation(), Some(Err(_))));
-    let err = harness.state().video_correlation().expect("result").clone().expect_err("refused");
+    let err = correlation_refused(&mut harness, LabelSource::File(bad));
     assert!(err.contains("no AU column the model predicts"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -404,9 +409,7 @@ fn au_correlation_over_a_video_compares_predictions_with_a_coders_labels() {
     harness.get_by_label("Labels: tester's labels in this project");
 
     // A coder without labels is refused with the reason.
-    harness.state_mut().start_video_correlation(4, Some(LabelSource::Coder("nobody".into())));
-    step_until(&mut harness, "refusal", |app| matches!(app.video_correlation(), Some(Err(_))));
-    let err = harness.state().video_correlation().expect("result").clone().expect_err("refused");
+    let err = correlation_refused(&mut harness, LabelSource::Coder("nobody".into()));
     assert!(err.contains("'nobody' labelled none of the model's AUs"), "{err}");
     assert!(project_path(&clip).is_file());
     let _ = std::fs::remove_dir_all(&dir);

@@ -42,7 +42,7 @@ impl SharedBuffer {
 }
 
 /// Whether `t` lives on a cubecl device (wgpu here) rather than Flex.
-pub fn on_cube<const D: usize>(t: &Tensor<D>) -> bool {
+fn on_cube<const D: usize>(t: &Tensor<D>) -> bool {
     t.clone().try_into_primitive::<Cube>().is_ok()
 }
 
