@@ -16,6 +16,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Instant;
 
+use auscope_core::analysis::Engine;
 use auscope_core::face::{DetectorKind, FacePipeline};
 use auscope_core::models::backbones::inception::InceptionConfig;
 use auscope_core::models::transau::{TransAuBackbone, TransAuConfig};
@@ -40,7 +41,7 @@ fn spec(kind: ModelKind) -> ModelSpec {
 }
 
 /// The five face photos, prepared at `size`, with arbitrary fixed labels.
-fn faces(size: usize, n_au: usize, pipeline: &FacePipeline) -> Vec<Prepared> {
+fn faces(size: usize, n_au: usize, engine: &Engine) -> Vec<Prepared> {
     let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/faces");
     assert!(dir.exists(), "shared data missing: {}", dir.display());
     let samples = FACES
@@ -49,7 +50,7 @@ fn faces(size: usize, n_au: usize, pipeline: &FacePipeline) -> Vec<Prepared> {
         .map(|(i, f)| Sample { media: dir.join(f), frame: 0, subject: f.to_string(), labels: (0..n_au).map(|a| ((i + a) % 3 == 0) as u8 as f32).collect(), face: None })
         .collect();
     let data = Dataset { aus: vec![String::new(); n_au], samples, skipped: 0 };
-    let (faces, _) = prepare(&data, &[0, 1, 2, 3, 4], size, pipeline, &mut |_, _| {}).expect("prepare");
+    let (faces, _) = prepare(&data, &[0, 1, 2, 3, 4], size, engine, &mut |_, _| {}).expect("prepare");
     faces
 }
 
@@ -90,7 +91,7 @@ fn main() {
     let torch: HashMap<String, f64> = common::python_json("tools/bench_train.py", &["--batch", &batch.to_string(), "--steps", &steps.to_string()]);
 
     let devices = common::bench_devices();
-    let pipeline = FacePipeline::new(DetectorKind::Full, &Device::flex()).expect("face models");
+    let engine = Engine::faces_only(FacePipeline::new(DetectorKind::Full, &Device::flex()).expect("face models"));
 
     println!("batch {batch}, {steps} steps after 1 warm-up step");
     println!("| architecture | input | device | burn steps/s | PyTorch CPU steps/s | burn / PyTorch |");
@@ -98,7 +99,7 @@ fn main() {
     for kind in ModelKind::ALL {
         let spec = spec(kind);
         let size = spec.input().size;
-        let faces = faces(size, spec.aus.len(), &pipeline);
+        let faces = faces(size, spec.aus.len(), &engine);
         let reference = torch.get(kind.name().replace('-', "_").as_str()).copied();
         for (name, device) in &devices {
             let (burn, ratio) = match steps_per_second(&spec, &faces, device, batch, steps) {

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use auscope_core::analysis::{Engine, EngineConfig};
 use auscope_core::explain::video::{
     FaceLabels, FrameLabels, VideoAus, VideoCorrelation, coder_labels_for_video, labels_for_video, labels_of_predicted_faces, predict_video, video_correlation,
 };
@@ -86,9 +87,10 @@ fn run(spec: &CorrelationSpec, device: &Device, stop: &AtomicBool, progress: &mu
         };
         let source = open_source(&spec.video)?;
         let pipeline = FacePipeline::new(spec.detector, device)?;
-        Ok::<_, auscope_core::CoreError>((model, labels, source, pipeline))
+        let engine = Engine::new(pipeline, vec![model], device.clone(), EngineConfig::default());
+        Ok::<_, auscope_core::CoreError>((engine, labels, source))
     })();
-    let (model, labels, mut source, pipeline) = match prepared {
+    let (engine, labels, source) = match prepared {
         Ok(p) => p,
         Err(e) => return fail(e.to_string()),
     };
@@ -97,7 +99,7 @@ fn run(spec: &CorrelationSpec, device: &Device, stop: &AtomicBool, progress: &mu
         Some(Labels::Faces(_, faces)) => faces.keys().map(|&(frame, _)| frame).collect(),
         _ => Vec::new(),
     };
-    let predicted = predict_video(source.as_mut(), &pipeline, &model, spec.every, &coded, device, &mut |done, total| {
+    let predicted = predict_video(source, &engine, spec.every, &coded, &mut |done, total| {
         progress(done, total);
         !stop.load(Ordering::Relaxed)
     });

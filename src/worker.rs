@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use std::sync::Arc;
 
+use auscope_core::analysis::{Engine, EngineConfig, Tracker};
 use auscope_core::explain::cache::{CacheKey, ExplainCache};
 use auscope_core::explain::{ExplainOptions, Explanation, Method, explain, input_for};
 use auscope_core::face::{DetectorKind, Face, FacePipeline};
@@ -144,16 +145,18 @@ fn serve(
         ok
     };
     let mut detector = DetectorKind::default();
-    let mut pipeline = match FacePipeline::new(detector, &device) {
-        Ok(p) => p,
+    let mut engine = match FacePipeline::new(detector, &device) {
+        Ok(p) => Engine::new(p, Vec::new(), device.clone(), EngineConfig::default()),
         Err(e) => {
             reply(Reply::Fatal(format!("face models failed to load: {e}")));
             return;
         }
     };
+    // Stepping on through a video tracks the faces as an analysis does; a
+    // seek detects afresh.
+    let mut tracker = engine.tracker();
     let mut source: Option<Box<dyn FrameSource>> = None;
     let mut source_path = String::new();
-    let mut model: Option<Predictor> = None;
     let mut compare: Option<Predictor> = None;
     // The frame last analysed (explanations are of its faces) and recent
     // explanations.
@@ -184,13 +187,15 @@ fn serve(
                         source = Some(s);
                         source_path = path.display().to_string();
                         current = None;
+                        tracker = engine.tracker();
                     }
                     reply(Reply::Opened(info))
                 }
                 Request::SetDetector(kind) if kind != detector => {
                     match FacePipeline::new(kind, &device) {
                         Ok(p) => {
-                            pipeline = p;
+                            engine.set_pipeline(p);
+                            tracker = engine.tracker();
                             detector = kind;
                             true
                         }
@@ -199,12 +204,12 @@ fn serve(
                 }
                 Request::SetDetector(_) => true,
                 Request::SetModel(None) => {
-                    model = None;
+                    engine.set_models(Vec::new());
                     reply(Reply::Model(Ok(None)))
                 }
                 Request::SetModel(Some(req)) => match load_model(&req, &device) {
                     Ok((m, info)) => {
-                        model = Some(m);
+                        engine.set_models(vec![m]);
                         reply(Reply::Model(Ok(Some(info))))
                     }
                     Err(e) => reply(Reply::Model(Err(e))),
@@ -222,7 +227,7 @@ fn serve(
                 },
                 Request::Frame(index) if Some(i) == last_frame => match source.as_mut() {
                     Some(s) => {
-                        let result = analyze(s.as_mut(), &pipeline, model.as_ref(), &device, index);
+                        let result = analyze(s.as_mut(), &engine, &mut tracker, index);
                         if let Ok(a) = &result {
                             current = Some((index, a.frame.clone(), a.faces.clone()));
                         }
@@ -241,7 +246,7 @@ fn serve(
                         options: request.options.clone(),
                     };
                     // The main or the side-by-side model, whichever the request names.
-                    let named = [&model, &compare].into_iter().flatten().find(|m| m.source() == request.model);
+                    let named = engine.models().first().into_iter().chain(compare.as_ref()).find(|m| m.source() == request.model);
                     let result = match (cache.get(&key), &current, named) {
                         (Some(hit), _, _) => Ok(hit),
                         (None, Some((index, frame, faces)), Some(m)) if *index == request.frame => {
@@ -266,7 +271,7 @@ fn serve(
                                 None => Err(format!("frame {} has no face {}", request.frame, request.face + 1)),
                             }
                         }
-                        (None, _, None) if model.is_none() && compare.is_none() => Err("choose an AU model first".into()),
+                        (None, _, None) if engine.models().is_empty() && compare.is_none() => Err("choose an AU model first".into()),
                         // The UI moved on; it asks again for what it shows.
                         _ => continue,
                     };
@@ -304,20 +309,17 @@ fn load_model(req: &ModelRequest, device: &Device) -> Result<(Predictor, ModelIn
     Ok((m, info))
 }
 
-fn analyze(
-    source: &mut dyn FrameSource,
-    pipeline: &FacePipeline,
-    model: Option<&Predictor>,
-    device: &Device,
-    index: usize,
-) -> Result<AnalyzedFrame, String> {
+fn analyze(source: &mut dyn FrameSource, engine: &Engine, tracker: &mut Tracker, index: usize) -> Result<AnalyzedFrame, String> {
     let t0 = Instant::now();
     let frame = source.frame(index).map_err(|e| e.to_string())?;
     let t1 = Instant::now();
-    let faces = pipeline.faces(&frame.image).map_err(|e| e.to_string())?;
+    let (faces, _) = engine.faces(tracker, index, &frame.image).map_err(|e| e.to_string())?;
     let t2 = Instant::now();
     // A model failure is shown next to the faces; the frame still shows.
-    let aus = model.map(|m| m.predict_faces(&frame.image, &faces, device).map_err(|e| e.to_string()));
+    let aus = (!engine.models().is_empty()).then(|| {
+        let pairs: Vec<_> = faces.iter().map(|f| (frame.image.as_ref(), f)).collect();
+        engine.aus(&pairs).map(|rows| rows.into_iter().map(|mut r| r.swap_remove(0)).collect()).map_err(|e| e.to_string())
+    });
     let t3 = Instant::now();
     Ok(AnalyzedFrame {
         frame,

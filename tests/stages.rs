@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::sync_channel;
 
+use auscope_core::analysis::Engine;
 use auscope_core::face::{DetectorKind, FacePipeline};
 use auscope_core::frame::load_image;
 use auscope_core::models::piap::PiapStage;
@@ -47,7 +48,7 @@ fn faces(dir: &Path, per_face: usize, size: usize) -> Vec<Prepared> {
         }
     }
     let all: Vec<usize> = (0..data.samples.len()).collect();
-    let (faces, report) = prepare(&data, &all, size, &pipeline, &mut |_, _| {}).expect("prepare");
+    let (faces, report) = prepare(&data, &all, size, &Engine::faces_only(pipeline), &mut |_, _| {}).expect("prepare");
     assert_eq!(report.prepared, FACES.len() * per_face, "{report:?}");
     faces
 }

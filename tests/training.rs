@@ -8,6 +8,7 @@ mod common;
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::sync_channel;
 
+use auscope_core::analysis::Engine;
 use auscope_core::face::{DetectorKind, FacePipeline};
 use auscope_core::frame::load_image;
 use auscope_core::models::{AuModel, ModelKind, ModelSpec};
@@ -94,7 +95,7 @@ fn training_lowers_the_loss_and_beats_a_constant_predictor() {
     let device = Device::flex();
     let pipeline = FacePipeline::new(DetectorKind::Full, &device).expect("pipeline");
     let all: Vec<usize> = (0..data.samples.len()).collect();
-    let (faces, report) = prepare(&data, &all, spec.input().size, &pipeline, &mut |_, _| {}).expect("prepare");
+    let (faces, report) = prepare(&data, &all, spec.input().size, &Engine::faces_only(pipeline), &mut |_, _| {}).expect("prepare");
     assert_eq!(report.prepared, 40, "{report:?}");
 
     let model = AuModel::new(spec.clone(), &device).expect("model");
@@ -141,7 +142,7 @@ fn checkpoints_resume_and_bad_labels_are_reported() {
     let device = Device::flex();
     let pipeline = FacePipeline::new(DetectorKind::Full, &device).expect("pipeline");
     let all: Vec<usize> = (0..data.samples.len()).collect();
-    let (faces, _) = prepare(&data, &all, spec.input().size, &pipeline, &mut |_, _| {}).expect("prepare");
+    let (faces, _) = prepare(&data, &all, spec.input().size, &Engine::faces_only(pipeline), &mut |_, _| {}).expect("prepare");
     let run = |epochs: usize, resume: bool| {
         let (tx, rx) = sync_channel(1024);
         let t = Trainer {

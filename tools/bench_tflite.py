@@ -2,7 +2,7 @@
 """Time the original MediaPipe TFLite models (ai-edge-litert, CPU) for
 benches/pipeline.rs, which runs this in the same session and prints ratios.
 
-Prints one JSON object: {"detect_full_ms":..,"detect_short_ms":..,"landmarks_ms":..}
+Prints one JSON object: {"detect_full_ms":..,"detect_short_ms":..,"landmarks_ms":..,"blendshapes_ms":..}
 (network invoke time only, mean over --iters runs after a warm-up).
 Usage: python3 tools/bench_tflite.py --shared ../shared [--iters 30] [--threads 2]
 """
@@ -40,10 +40,12 @@ def main():
     short = Interpreter(model_path=str(mp / "face_detection_short_range.tflite"), num_threads=a.threads)
     with zipfile.ZipFile(mp / "face_landmarker.task") as zf:
         lm = Interpreter(model_content=zf.read("face_landmarks_detector.tflite"), num_threads=a.threads)
+        bs = Interpreter(model_content=zf.read("face_blendshapes.tflite"), num_threads=a.threads)
     print(json.dumps({
         "detect_full_ms": timed(full, (1, 192, 192, 3), a.iters),
         "detect_short_ms": timed(short, (1, 128, 128, 3), a.iters),
         "landmarks_ms": timed(lm, (1, 256, 256, 3), a.iters),
+        "blendshapes_ms": timed(bs, (1, 146, 2), a.iters),
     }))
 
 

@@ -12,7 +12,7 @@ and writes tests/fixtures/mediapipe/:
   net_<model>.json     the raw network outputs for that input (detectors:
                        all scores, regressors of the 8 best anchors)
 Usage: python3 tools/mediapipe_reference.py [--shared ../shared]
-Needs: pip install ai-edge-litert numpy pillow
+Needs: pip install ai-edge-litert numpy pillow opencv-python-headless
 """
 import argparse
 import json
@@ -20,6 +20,7 @@ import math
 import pathlib
 import zipfile
 
+import cv2
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 from PIL import Image
@@ -83,6 +84,25 @@ def warp(image, cx, cy, side, angle, out_size):
     return top * (1 - fy) + bot * fy
 
 
+def warp_cv(image, cx, cy, side, angle, out_size, replicate):
+    """A rotated square sampled as MediaPipe's CPU ImageToTensorCalculator
+    does: OpenCV's warpPerspective (bilinear, fixed point) on the 8-bit image
+    from the region's corners to the output's, edge pixels repeated
+    (landmarker) or black (detector letterbox) outside. The Rust side is
+    frame::warp_like_mediapipe.
+    """
+    c, s = math.cos(angle), math.sin(angle)
+    # Output pixel (i, j) reads the frame at centre + R((i/n - 0.5) side, (j/n - 0.5) side).
+    k = side / out_size
+    m = np.array([[c * k, -s * k, cx - (c - s) * side / 2],
+                  [s * k, c * k, cy - (s + c) * side / 2],
+                  [0.0, 0.0, 1.0]])
+    border = cv2.BORDER_REPLICATE if replicate else cv2.BORDER_CONSTANT
+    out = cv2.warpPerspective(np.ascontiguousarray(image), m, (out_size, out_size),
+                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=border, borderValue=0)
+    return out.astype(np.float64)
+
+
 def run(interp, x):
     interp.set_tensor(interp.get_input_details()[0]["index"], x[None].astype(np.float32))
     interp.invoke()
@@ -101,7 +121,7 @@ def detect(interp, spec, image):
     file, size, strides, two = spec
     h, w, _ = image.shape
     side = max(w, h)
-    crop = warp(image, w / 2, h / 2, side, 0.0, size)
+    crop = warp_cv(image, w / 2, h / 2, side, 0.0, size, replicate=False)
     out = run(interp, crop / 127.5 - 1.0)
     scores_raw = [v for k, v in out.items() if v.shape[-1] == 1][0].reshape(-1)
     reg = [v for k, v in out.items() if v.shape[-1] == 16][0].reshape(-1, 16)
@@ -143,7 +163,7 @@ def roi(box, kps):
 
 def landmarks(interp, image, r):
     cx, cy, side, angle = r
-    crop = warp(image, cx, cy, side, angle, LANDMARK_SIZE)
+    crop = warp_cv(image, cx, cy, side, angle, LANDMARK_SIZE, replicate=True)
     out = run(interp, crop / 255.0)
     pts = out["Identity"].reshape(478, 3)
     c, s = math.cos(angle), math.sin(angle)
@@ -178,10 +198,18 @@ def main():
     for img_name in IMAGES:
         image = np.asarray(Image.open(args.shared / "data" / "faces" / img_name).convert("RGB"))
         result = {"image": img_name, "width": image.shape[1], "height": image.shape[0]}
+        short = detect(interps["short"], DETECTORS["short"], image)
         for det_name, spec in DETECTORS.items():
             faces = []
             for score, box, kps in detect(interps[det_name], spec, image):
-                pts, presence = landmarks(lm, image, roi(box, kps))
+                # The landmark region: the short-range (MediaPipe's own)
+                # detection of the same face where there is one.
+                guide = max(short, key=lambda d: iou(d[1], box), default=None)
+                if guide is not None and iou(guide[1], box) > 0.5:
+                    region = roi(guide[1], guide[2])
+                else:
+                    region = roi(box, kps)
+                pts, presence = landmarks(lm, image, region)
                 # MediaPipe feeds the subset in image pixels (x, y).
                 subset = np.asarray(pts, dtype=np.float32)[BLENDSHAPE_SUBSET, :2]
                 blend = run(bs, subset)

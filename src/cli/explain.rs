@@ -1,8 +1,10 @@
 //! `auscope explain`: overlays and raw arrays per face and AU.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use auscope_core::analysis::Engine;
 use auscope_core::explain::export::{ExportIndex, MapSelection, write_explanation};
 use auscope_core::explain::render::{Colormap, OverlayStyle};
 use auscope_core::explain::{ExplainOptions, Method, explain, input_for, unavailable};
@@ -26,7 +28,7 @@ pub fn run(input: &Path, kind: PredictorKind, files: ModelFiles, args: &Args, de
     if !(0.0..=1.0).contains(&args.opacity) {
         anyhow::bail!("--opacity must be between 0 and 1");
     }
-    let mut source = open_source(input)?;
+    let source = open_source(input)?;
     let compute = Compute::init(device)?;
     eprintln!("device: {}", compute.status_line());
     let model = open_predictor(kind, files, &compute.device)?;
@@ -50,20 +52,28 @@ pub fn run(input: &Path, kind: PredictorKind, files: ModelFiles, args: &Args, de
         skipped: Vec::new(),
     };
     let count = source.info().frame_count;
-    for frame_index in (0..count).step_by(args.every.max(1)) {
-        let frame = match source.frame(frame_index) {
-            Ok(f) => f,
-            Err(e) => {
-                eprintln!("frame {frame_index}: {e}");
-                index.skipped.push(format!("frame {frame_index}: {e}"));
-                continue;
-            }
+    // The engine finds the faces (tracked where frames follow each other);
+    // the model explains, not predicts, so the engine carries none.
+    let engine = Engine::faces_only(pipeline);
+    let which = match (&args.au, args.method) {
+        (Some(au), _) => MapSelection::One(au),
+        // FAN heat-maps: the aggregate unless a landmark is asked for.
+        (None, Method::FanHeatmap) => MapSelection::One("all"),
+        (None, _) => MapSelection::All,
+    };
+    let mut failed: Option<anyhow::Error> = None;
+    engine.run(source, (0..count).step_by(args.every.max(1)).collect(), engine.tracker(), &mut |r, _| {
+        let frame_index = r.index;
+        let (Some(frame), None) = (&r.frame, &r.error) else {
+            let e = r.error.clone().unwrap_or_default();
+            eprintln!("frame {frame_index}: {e}");
+            index.skipped.push(format!("frame {frame_index}: {e}"));
+            return ControlFlow::Continue(());
         };
-        let faces = pipeline.faces(&frame.image)?;
-        if faces.is_empty() {
+        if r.faces.is_empty() {
             index.skipped.push(format!("frame {frame_index}: no face"));
         }
-        for (k, face) in faces.iter().enumerate() {
+        for (k, face) in r.faces.iter().map(|f| &f.face).enumerate() {
             let input = input_for(&model, &frame.image, face);
             let e = match explain(args.method, &options, &model, &input, &compute.device) {
                 Ok(e) => e,
@@ -75,16 +85,21 @@ pub fn run(input: &Path, kind: PredictorKind, files: ModelFiles, args: &Args, de
             };
             index.note = e.note.clone();
             let base = format!("{stem}_f{frame_index:05}_face{k}_{}", args.method.name());
-            // FAN heat-maps: the aggregate unless a landmark is asked for.
-            let which = match (&args.au, args.method) {
-                (Some(au), _) => MapSelection::One(au),
-                (None, Method::FanHeatmap) => MapSelection::One("all"),
-                (None, _) => MapSelection::All,
-            };
-            let written = write_explanation(&args.out, &base, &frame.image, &e, which, &style, frame_index, k)?;
-            println!("frame {frame_index} face {k}: {} file pairs ({})", written.len(), e.note);
-            index.files.extend(written);
+            match write_explanation(&args.out, &base, &frame.image, &e, which, &style, frame_index, k) {
+                Ok(written) => {
+                    println!("frame {frame_index} face {k}: {} file pairs ({})", written.len(), e.note);
+                    index.files.extend(written);
+                }
+                Err(e) => {
+                    failed = Some(e.into());
+                    return ControlFlow::Break(());
+                }
+            }
         }
+        ControlFlow::Continue(())
+    })?;
+    if let Some(e) = failed {
+        return Err(e);
     }
     let path = index.write(&args.out)?;
     eprintln!("wrote {} overlays and arrays, listed in {}", index.files.len(), path.display());

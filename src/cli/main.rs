@@ -9,12 +9,13 @@ use auscope_core::models::{AuModel, ModelFiles, ModelKind, PredictorKind, open_m
 use auscope_core::training::config::{TrainConfig, load_dataset, unlabeled_dataset};
 use auscope_core::training::prepare::prepare;
 use auscope_core::training::trainer::{Auxiliary, RunFiles, TrainEvent, TrainJob, TrainOutcome, Trainer, evaluate_prepared};
-use auscope_core::report::{AuFace, AuFrame, AuReport, FaceJson, FacesReport, FrameFaces};
-use auscope_core::frame::Frame;
-use auscope_core::source::{FrameSource, open_source};
-use auscope_core::{Compute, CoreError, DeviceChoice};
+use auscope_core::analysis::{AnalysedFace, Engine, EngineConfig};
+use auscope_core::report::{AuFace, FaceJson};
+use auscope_core::source::open_source;
+use auscope_core::{Compute, DeviceChoice};
 use clap::{Parser, Subcommand};
 
+mod analyze;
 mod explain;
 mod project;
 
@@ -57,6 +58,10 @@ enum Command {
         #[arg(long, default_value = "full")]
         detector: DetectorKind,
     },
+    /// Analyse videos and image folders into one CSV per input (OpenFace's
+    /// columns plus each model's AU probabilities; docs/analysis.md), with
+    /// tracking and face identities; resumable, shardable.
+    Analyze(analyze::Args),
     /// Train a model as a config file describes (docs/training.md): the
     /// paper's procedure, subject-exclusive folds, checkpoints in `out`.
     Train {
@@ -220,6 +225,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let args = explain::Args { method, au, layer, colormap, opacity, every, out, detector };
             explain::run(&input, kind, model.files(), &args, cli.device)
         }
+        Command::Analyze(args) => analyze::run(args, cli.device),
         Command::Convert { model, out } => convert(&model.model, model.files(), &out),
         Command::Train { config, fresh } => train(&config, fresh, cli.device),
         Command::Eval { config, weights, json } => eval(&config, weights.as_deref(), json, cli.device),
@@ -238,7 +244,7 @@ struct PreparedRun {
     train: Vec<auscope_core::training::prepare::Prepared>,
     test: Vec<auscope_core::training::prepare::Prepared>,
     compute: Compute,
-    pipeline: FacePipeline,
+    engine: Engine,
 }
 
 /// A progress line on stderr for face preparation, every 25 frames.
@@ -256,14 +262,14 @@ fn prepare_run(path: &std::path::Path, device: DeviceChoice) -> anyhow::Result<P
     let spec = config.spec()?;
     let compute = Compute::init(device)?;
     eprintln!("device: {}", compute.status_line());
-    let pipeline = FacePipeline::new(DetectorKind::Full, &compute.device).context("loading face models")?;
-    let data = load_dataset(&config.data, &spec.aus, &pipeline)?;
+    let engine = Engine::faces_only(FacePipeline::new(DetectorKind::Full, &compute.device).context("loading face models")?);
+    let data = load_dataset(&config.data, &spec.aus, &engine)?;
     eprintln!("data: {} labelled frames of {} subjects ({} rows skipped: missing or not-coded labels, or no face)", data.samples.len(), data.subjects().len(), data.skipped);
     let (train_idx, test_idx) = data.subject_folds(config.folds, config.fold)?;
     let size = spec.input().size;
-    let (train, r1) = prepare(&data, &train_idx, size, &pipeline, &mut progress("preparing training faces"))?;
+    let (train, r1) = prepare(&data, &train_idx, size, &engine, &mut progress("preparing training faces"))?;
     eprintln!();
-    let (test, r2) = prepare(&data, &test_idx, size, &pipeline, &mut progress("preparing held-out faces"))?;
+    let (test, r2) = prepare(&data, &test_idx, size, &engine, &mut progress("preparing held-out faces"))?;
     eprintln!();
     for r in [&r1, &r2] {
         if r.no_face > 0 {
@@ -274,7 +280,7 @@ fn prepare_run(path: &std::path::Path, device: DeviceChoice) -> anyhow::Result<P
         }
     }
     eprintln!("fold {} of {}: {} training faces, {} held-out faces", config.fold, config.folds, train.len(), test.len());
-    Ok(PreparedRun { config, spec, train, test, compute, pipeline })
+    Ok(PreparedRun { config, spec, train, test, compute, engine })
 }
 
 fn train(path: &std::path::Path, fresh: bool, device: DeviceChoice) -> anyhow::Result<()> {
@@ -299,7 +305,7 @@ fn train(path: &std::path::Path, fresh: bool, device: DeviceChoice) -> anyhow::R
     } else {
         let data = unlabeled_dataset(&p.config.unlabeled, p.config.unlabeled_every, &p.spec.aus)?;
         let all: Vec<usize> = (0..data.samples.len()).collect();
-        let (faces, report) = prepare(&data, &all, p.spec.input().size, &p.pipeline, &mut progress("preparing unlabelled faces"))?;
+        let (faces, report) = prepare(&data, &all, p.spec.input().size, &p.engine, &mut progress("preparing unlabelled faces"))?;
         eprintln!();
         if report.no_face > 0 {
             eprintln!("warning: {} unlabelled frames without a face were left out", report.no_face);
@@ -379,47 +385,82 @@ fn eval(path: &std::path::Path, weights_path: Option<&std::path::Path>, json: bo
     Ok(())
 }
 
-/// Run `analyze` on every frame of `source`: text per frame unless `json`,
-/// progress on stderr, and a failed frame reported and skipped. Fails only
-/// when no frame could be processed.
-fn each_frame<T>(
+/// Stream every frame of `input` through `engine`: text per frame unless
+/// `json`, else one JSON object written as the frames come (`head` are its
+/// leading fields, then `"frames":[...]`), progress on stderr, and a failed
+/// frame reported and kept with its error. Fails only when no frame could
+/// be processed.
+fn stream_frames<T: serde::Serialize>(
     input: &std::path::Path,
-    source: &mut dyn FrameSource,
+    engine: &Engine,
     json: bool,
-    mut analyze: impl FnMut(&Frame) -> Result<Vec<T>, CoreError>,
+    head: &[(&str, String)],
+    item: impl Fn(&AnalysedFace) -> T,
     show: impl Fn(&T) -> String,
-) -> anyhow::Result<Vec<(usize, Result<Vec<T>, String>)>> {
+) -> anyhow::Result<()> {
+    let source = open_source(input)?;
     let count = source.info().frame_count;
-    let mut frames = Vec::with_capacity(count);
-    let mut failed = 0;
-    for index in 0..count {
-        let result = source.frame(index).and_then(|frame| analyze(&frame)).map_err(|e| {
-            failed += 1;
-            eprintln!("frame {index}: {e}");
-            e.to_string()
-        });
-        if !json && let Ok(items) = &result {
-            println!("frame {index}: {} face(s)", items.len());
-            for item in items {
-                println!("  {}", show(item));
-            }
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    if json {
+        write!(out, "{{")?;
+        for (k, v) in head {
+            write!(out, "{}:{},", serde_json::to_string(k)?, serde_json::to_string(v)?)?;
         }
-        frames.push((index, result));
-        if count > 1 && (index + 1) % 25 == 0 {
-            eprintln!("{}/{count} frames", index + 1);
-        }
+        write!(out, "\"frames\":[")?;
     }
-    if failed == count {
+    let mut failed = 0;
+    let mut first = true;
+    let mut write_err: Option<std::io::Error> = None;
+    let summary = engine.run(source, (0..count).collect(), engine.tracker(), &mut |r, _| {
+        let items: Vec<T> = r.faces.iter().map(&item).collect();
+        if let Some(e) = &r.error {
+            failed += 1;
+            eprintln!("frame {}: {e}", r.index);
+        }
+        let written = if json {
+            let frame = FrameItems { index: r.index, faces: items, error: r.error.clone() };
+            let sep = if std::mem::take(&mut first) { "" } else { "," };
+            serde_json::to_string(&frame).map_err(std::io::Error::other).and_then(|s| write!(out, "{sep}{s}"))
+        } else if r.error.is_none() {
+            let mut text = format!("frame {}: {} face(s)\n", r.index, items.len());
+            for i in &items {
+                text += &format!("  {}\n", show(i));
+            }
+            out.write_all(text.as_bytes())
+        } else {
+            Ok(())
+        };
+        if let Err(e) = written {
+            write_err = Some(e);
+            return std::ops::ControlFlow::Break(());
+        }
+        if count > 1 && (r.index + 1) % 25 == 0 {
+            eprintln!("{}/{count} frames", r.index + 1);
+        }
+        std::ops::ControlFlow::Continue(())
+    })?;
+    if let Some(e) = write_err {
+        return Err(e.into());
+    }
+    if json {
+        writeln!(out, "]}}")?;
+    }
+    out.flush()?;
+    if let Some(at) = summary.broke_off_at {
+        eprintln!("warning: {} breaks off at frame {at} of {count}", input.display());
+    }
+    if failed == summary.frames {
         anyhow::bail!("no frame of {} could be processed", input.display());
     }
-    Ok(frames)
+    Ok(())
 }
 
-fn print_json(report: &impl serde::Serialize) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer(&mut out, report)?;
-    writeln!(out)?;
-    Ok(())
+#[derive(serde::Serialize)]
+struct FrameItems<T> {
+    index: usize,
+    faces: Vec<T>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
 fn faces(
@@ -428,33 +469,14 @@ fn faces(
     detector: DetectorKind,
     device: DeviceChoice,
 ) -> anyhow::Result<()> {
-    let mut source = open_source(input)?;
     let compute = Compute::init(device)?;
     eprintln!("device: {}", compute.status_line());
     let pipeline = FacePipeline::new(detector, &compute.device).context("loading face models")?;
-    let frames = each_frame(
-        input,
-        source.as_mut(),
-        json,
-        |frame| Ok(pipeline.faces(&frame.image)?.iter().map(FaceJson::from).collect()),
-        |f: &FaceJson| {
-            let b = f.bbox;
-            format!("box x={:.0} y={:.0} w={:.0} h={:.0} score={:.3}", b[0], b[1], b[2], b[3], f.score)
-        },
-    )?;
-    let report = FacesReport {
-        frames: frames
-            .into_iter()
-            .map(|(index, r)| match r {
-                Ok(faces) => FrameFaces { index, faces, error: None },
-                Err(e) => FrameFaces { index, faces: Vec::new(), error: Some(e) },
-            })
-            .collect(),
-    };
-    if json {
-        print_json(&report)?;
-    }
-    Ok(())
+    let engine = Engine::new(pipeline, Vec::new(), compute.device.clone(), EngineConfig::default());
+    stream_frames(input, &engine, json, &[], |f| FaceJson::from(&f.face), |f: &FaceJson| {
+        let b = f.bbox;
+        format!("face {} box x={:.0} y={:.0} w={:.0} h={:.0} score={:.3}", f.id.map_or("-".into(), |i| i.to_string()), b[0], b[1], b[2], b[3], f.score)
+    })
 }
 
 fn convert(model: &str, files: ModelFiles, out: &std::path::Path) -> anyhow::Result<()> {
@@ -500,44 +522,28 @@ fn infer(
     device: DeviceChoice,
 ) -> anyhow::Result<()> {
     let kind = PredictorKind::parse(model_name)?;
-    let mut source = open_source(input)?;
+    // Refuse an unreadable input before loading any model.
+    drop(open_source(input)?);
     let compute = Compute::init(device)?;
     eprintln!("device: {}", compute.status_line());
     let model = open_predictor(kind, files, &compute.device)?;
     announce_weights(&model, kind, &files);
+    let aus = model.aus().to_vec();
+    let weights = model.source();
     let pipeline = FacePipeline::new(detector, &compute.device).context("loading face models")?;
-    let frames = each_frame(
+    let config = EngineConfig { batch_faces: if compute.gpu_device().is_some() { 16 } else { 1 }, ..Default::default() };
+    let engine = Engine::new(pipeline, vec![model], compute.device.clone(), config);
+    let head = [("model", kind.name().to_string()), ("weights", weights)];
+    stream_frames(
         input,
-        source.as_mut(),
+        &engine,
         json,
-        |frame| {
-            let faces = pipeline.faces(&frame.image)?;
-            let probs = model.predict_faces(&frame.image, &faces, &compute.device)?;
-            Ok(faces
-                .iter()
-                .zip(probs)
-                .map(|(f, p)| AuFace { bbox: f.box_xywh(), aus: model.aus().iter().cloned().zip(p).collect() })
-                .collect())
-        },
+        &head,
+        |f| AuFace { id: f.face.track, bbox: f.face.box_xywh(), aus: aus.iter().cloned().zip(f.aus.first().cloned().unwrap_or_default()).collect() },
         |f: &AuFace| {
             let aus: Vec<String> = f.aus.iter().map(|(k, v)| format!("{k}={v:.2}")).collect();
             let b = f.bbox;
-            format!("box {:.0},{:.0},{:.0},{:.0}: {}", b[0], b[1], b[2], b[3], aus.join(" "))
+            format!("face {} box {:.0},{:.0},{:.0},{:.0}: {}", f.id.map_or("-".into(), |i| i.to_string()), b[0], b[1], b[2], b[3], aus.join(" "))
         },
-    )?;
-    let report = AuReport {
-        model: kind.name().to_string(),
-        weights: model.source(),
-        frames: frames
-            .into_iter()
-            .map(|(index, r)| match r {
-                Ok(faces) => AuFrame { index, faces, error: None },
-                Err(e) => AuFrame { index, faces: Vec::new(), error: Some(e) },
-            })
-            .collect(),
-    };
-    if json {
-        print_json(&report)?;
-    }
-    Ok(())
+    )
 }

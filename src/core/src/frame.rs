@@ -67,7 +67,7 @@ fn image_reader(
 }
 
 /// A rotated square region of a frame, in frame pixels: what a face crop shows.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Roi {
     pub center: [f32; 2],
     pub side: f32,
@@ -101,17 +101,79 @@ impl Roi {
 /// Pixel centres sit at +0.5; samples outside the frame read as black, which
 /// is also how MediaPipe pads its letterbox and rotated crops.
 pub fn warp(image: &RgbImage, roi: &Roi, out: usize) -> Vec<f32> {
+    sample(image, roi, out)
+}
+
+/// What a crop reads outside the frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Border {
+    /// Black (MediaPipe's letterbox for the detector).
+    Zero,
+    /// The nearest edge pixel (OpenCV's BORDER_REPLICATE: MediaPipe's
+    /// default, the landmarker's crop).
+    Replicate,
+}
+
+/// `roi` sampled as MediaPipe's CPU ImageToTensorCalculator does it, so the
+/// ported networks see the pixels the originals see: OpenCV's
+/// warpPerspective from the region's corners to the output's (pixel centres
+/// at integer coordinates), bilinear with 1/32-pixel fixed-point weights,
+/// rounded to 8 bits. HWC values 0..255.
+pub fn warp_like_mediapipe(image: &RgbImage, roi: &Roi, out: usize, border: Border) -> Vec<f32> {
+    let mut buf = vec![0.0f32; out * out * 3];
+    for (j, row) in buf.chunks_exact_mut(out * 3).enumerate() {
+        warp_row(image, roi, out, border, j, row);
+    }
+    buf
+}
+
+// Built per instruction set so `round` is one instruction, not a libm call.
+#[multiversion::multiversion(targets("x86_64+avx2+fma", "x86_64+sse4.1"))]
+fn warp_row(image: &RgbImage, roi: &Roi, out: usize, border: Border, j: usize, row: &mut [f32]) {
+    let (w, h) = (image.width() as i64, image.height() as i64);
+    let raw = image.as_raw();
+    let (s, c) = (roi.angle as f64).sin_cos();
+    let side = roi.side as f64;
+    let (cx, cy) = (roi.center[0] as f64, roi.center[1] as f64);
+    let texel = |x: i64, y: i64| -> Option<usize> {
+        match border {
+            Border::Replicate => Some(((y.clamp(0, h - 1) * w + x.clamp(0, w - 1)) * 3) as usize),
+            Border::Zero => (x >= 0 && y >= 0 && x < w && y < h).then(|| ((y * w + x) * 3) as usize),
+        }
+    };
+    let v = j as f64 / out as f64 - 0.5;
+    for (i, px_out) in row.chunks_exact_mut(3).enumerate() {
+        let u = i as f64 / out as f64 - 0.5;
+        let px = cx + (c * u - s * v) * side;
+        let py = cy + (s * u + c * v) * side;
+        // OpenCV: coordinates in 1/32 pixel, rounded; weights in 1/1024.
+        let (xf, yf) = ((px * 32.0).round() as i64, (py * 32.0).round() as i64);
+        let (x0, y0) = (xf >> 5, yf >> 5);
+        let (fx, fy) = (xf & 31, yf & 31);
+        let weights = [(32 - fx) * (32 - fy), fx * (32 - fy), (32 - fx) * fy, fx * fy];
+        let mut acc = [0i64; 3];
+        for (k, (dx, dy)) in [(0, 0), (1, 0), (0, 1), (1, 1)].into_iter().enumerate() {
+            if let Some(o) = texel(x0 + dx, y0 + dy) {
+                for (ch, a) in acc.iter_mut().enumerate() {
+                    *a += raw[o + ch] as i64 * weights[k];
+                }
+            }
+        }
+        for (d, a) in px_out.iter_mut().zip(acc) {
+            *d = ((a + 512) >> 10).clamp(0, 255) as f32;
+        }
+    }
+}
+
+// Built per instruction set so `floor` is one instruction, not a libm call.
+#[multiversion::multiversion(targets("x86_64+avx2+fma", "x86_64+sse4.1"))]
+fn sample(image: &RgbImage, roi: &Roi, out: usize) -> Vec<f32> {
     let (w, h) = (image.width() as i64, image.height() as i64);
     let raw = image.as_raw();
     let (s, c) = roi.angle.sin_cos();
-    let mut buf = vec![0.0f32; out * out * 3];
-    let texel = |x: i64, y: i64, ch: usize| -> f32 {
-        if x < 0 || y < 0 || x >= w || y >= h {
-            0.0
-        } else {
-            raw[((y * w + x) * 3) as usize + ch] as f32
-        }
-    };
+    let mut buf = Vec::with_capacity(out * out * 3);
+    // A source texel's offset; None outside the frame.
+    let at = |x: i64, y: i64| -> Option<usize> { (x >= 0 && y >= 0 && x < w && y < h).then(|| ((y * w + x) * 3) as usize) };
     for j in 0..out {
         let t = (j as f32 + 0.5) / out as f32 - 0.5;
         for i in 0..out {
@@ -121,11 +183,25 @@ pub fn warp(image: &RgbImage, roi: &Roi, out: usize) -> Vec<f32> {
             let (x0, y0) = (px.floor(), py.floor());
             let (fx, fy) = (px - x0, py - y0);
             let (x0, y0) = (x0 as i64, y0 as i64);
-            for ch in 0..3 {
-                let top = texel(x0, y0, ch) * (1.0 - fx) + texel(x0 + 1, y0, ch) * fx;
-                let bottom = texel(x0, y0 + 1, ch) * (1.0 - fx) + texel(x0 + 1, y0 + 1, ch) * fx;
-                buf[(j * out + i) * 3 + ch] = top * (1.0 - fy) + bottom * fy;
+            let weights = [(1.0 - fx) * (1.0 - fy), fx * (1.0 - fy), (1.0 - fx) * fy, fx * fy];
+            let mut rgb = [0.0f32; 3];
+            if x0 >= 0 && y0 >= 0 && x0 + 1 < w && y0 + 1 < h {
+                // Inside: all four texels, no checks.
+                let o = ((y0 * w + x0) * 3) as usize;
+                let row = (w * 3) as usize;
+                for (ch, v) in rgb.iter_mut().enumerate() {
+                    *v = raw[o + ch] as f32 * weights[0] + raw[o + 3 + ch] as f32 * weights[1] + raw[o + row + ch] as f32 * weights[2] + raw[o + row + 3 + ch] as f32 * weights[3];
+                }
+            } else {
+                for (k, (dx, dy)) in [(0, 0), (1, 0), (0, 1), (1, 1)].into_iter().enumerate() {
+                    if let Some(o) = at(x0 + dx, y0 + dy) {
+                        for (ch, v) in rgb.iter_mut().enumerate() {
+                            *v += raw[o + ch] as f32 * weights[k];
+                        }
+                    }
+                }
             }
+            buf.extend(rgb);
         }
     }
     buf

@@ -3,6 +3,7 @@
 //!
 //! Data flow: `FrameSource -> Frame -> FacePipeline -> Face -> FaceCrop -> models`.
 
+pub mod analysis;
 pub mod annotations;
 pub mod compute;
 pub mod embedded;

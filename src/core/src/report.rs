@@ -1,25 +1,15 @@
-//! The JSON that `auscope faces --json` prints.
+//! The faces `auscope faces --json` and `auscope infer --json` print, one
+//! frame at a time: `{"frames":[{"index":N,"faces":[...]}]}`.
 
 use serde::Serialize;
 
 use crate::face::Face;
 
-#[derive(Debug, Serialize)]
-pub struct FacesReport {
-    pub frames: Vec<FrameFaces>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct FrameFaces {
-    pub index: usize,
-    pub faces: Vec<FaceJson>,
-    /// Set when this frame could not be read; the run goes on.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
+/// One face of `auscope faces --json`.
 #[derive(Debug, Serialize)]
 pub struct FaceJson {
+    /// The face's track id: the same face keeps it from frame to frame.
+    pub id: Option<u32>,
     #[serde(rename = "box")]
     pub bbox: [f32; 4],
     pub score: f32,
@@ -29,6 +19,7 @@ pub struct FaceJson {
 impl From<&Face> for FaceJson {
     fn from(f: &Face) -> Self {
         FaceJson {
+            id: f.track,
             bbox: f.box_xywh(),
             score: f.detection.score,
             landmarks68: f.landmarks68.clone(),
@@ -36,25 +27,11 @@ impl From<&Face> for FaceJson {
     }
 }
 
-/// The JSON that `auscope infer --json` prints.
-#[derive(Debug, Serialize)]
-pub struct AuReport {
-    pub model: String,
-    /// The weights file, or "random init" when none was given.
-    pub weights: String,
-    pub frames: Vec<AuFrame>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct AuFrame {
-    pub index: usize,
-    pub faces: Vec<AuFace>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
+/// One face of `auscope infer --json`.
 #[derive(Debug, Serialize)]
 pub struct AuFace {
+    /// The face's track id.
+    pub id: Option<u32>,
     #[serde(rename = "box")]
     pub bbox: [f32; 4],
     /// AU name -> probability, in AU order.

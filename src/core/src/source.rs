@@ -43,6 +43,10 @@ pub trait FrameSource: Send {
     fn info(&self) -> &SourceInfo;
     /// Decode frame `index` (0-based). Any index may be asked in any order.
     fn frame(&mut self, index: usize) -> Result<Frame, CoreError>;
+    /// Seconds from the first frame to frame `index` (videos: presentation times).
+    fn time_s(&self, _index: usize) -> Option<f64> {
+        None
+    }
 }
 
 fn extension(path: &Path) -> String {
@@ -387,6 +391,10 @@ impl VideoSource {
 impl FrameSource for VideoSource {
     fn info(&self) -> &SourceInfo {
         &self.info
+    }
+
+    fn time_s(&self, index: usize) -> Option<f64> {
+        Some(self.frame_times.get(index)? - self.frame_times.first()?)
     }
 
     fn frame(&mut self, index: usize) -> Result<Frame, CoreError> {

@@ -13,14 +13,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use burn::tensor::Device;
+use std::ops::ControlFlow;
 
 use super::Matrix;
+use crate::analysis::Engine;
 use super::correlation::{Rows, correlations};
 use crate::annotations::store::{Store, project_path};
 use crate::error::CoreError;
-use crate::face::FacePipeline;
-use crate::models::Predictor;
 use crate::source::FrameSource;
 use crate::training::data::{Dataset, au_name};
 
@@ -41,46 +40,49 @@ pub struct VideoAus {
     pub skipped: Vec<String>,
 }
 
-/// Run `model` on frames 0, every, 2 every, ... of `source`, and on the
-/// frames of `also` (e.g. the frames a coder labelled). `progress(done,
-/// total)` returning false stops early (cancel): Ok(None).
+/// Run the engine's first model on frames 0, every, 2 every, ... of
+/// `source`, and on the frames of `also` (e.g. the frames a coder
+/// labelled); consecutive frames are tracked. `progress(done, total)`
+/// returning false stops early (cancel): Ok(None).
 pub fn predict_video(
-    source: &mut dyn FrameSource,
-    pipeline: &FacePipeline,
-    model: &Predictor,
+    source: Box<dyn FrameSource>,
+    engine: &Engine,
     every: usize,
     also: &[usize],
-    device: &Device,
     progress: &mut dyn FnMut(usize, usize) -> bool,
 ) -> Result<Option<VideoAus>, CoreError> {
     let count = source.info().frame_count;
     let mut indices: Vec<usize> = (0..count).step_by(every.max(1)).chain(also.iter().copied().filter(|&f| f < count)).collect();
     indices.sort_unstable();
     indices.dedup();
-    let mut out = VideoAus { aus: model.aus().to_vec(), frames: BTreeMap::new(), faces: BTreeMap::new(), skipped: Vec::new() };
-    for (done, &i) in indices.iter().enumerate() {
-        if !progress(done, indices.len()) {
-            return Ok(None);
-        }
-        let frame = match source.frame(i) {
-            Ok(f) => f,
-            Err(e) => {
-                out.skipped.push(format!("frame {i}: {e}"));
-                continue;
-            }
-        };
-        let faces = pipeline.faces(&frame.image)?;
-        let Some(largest) = crate::face::largest(&faces) else {
-            out.skipped.push(format!("frame {i}: no face"));
-            continue;
-        };
-        let probs = model.predict_faces(&frame.image, std::slice::from_ref(largest), device)?;
-        if let Some(p) = probs.into_iter().next() {
-            out.frames.insert(i, p);
-            out.faces.insert(i, faces.iter().position(|f| std::ptr::eq(f, largest)).unwrap_or(0));
-        }
+    let aus = engine.models().first().map(|m| m.aus().to_vec()).ok_or_else(|| CoreError::Model("no AU model to predict with".into()))?;
+    let mut out = VideoAus { aus, frames: BTreeMap::new(), faces: BTreeMap::new(), skipped: Vec::new() };
+    let total = indices.len();
+    if !progress(0, total) {
+        return Ok(None);
     }
-    progress(indices.len(), indices.len());
+    let mut done = 0;
+    let summary = engine.run(source, indices, engine.tracker(), &mut |r, _| {
+        done += 1;
+        if let Some(e) = &r.error {
+            out.skipped.push(format!("frame {}: {e}", r.index));
+        } else {
+            match crate::face::largest_index(r.faces.iter().map(|f| &f.face)) {
+                Some(k) => {
+                    out.frames.insert(r.index, r.faces[k].aus.first().cloned().unwrap_or_default());
+                    out.faces.insert(r.index, k);
+                }
+                None => out.skipped.push(format!("frame {}: no face", r.index)),
+            }
+        }
+        if progress(done, total) { ControlFlow::Continue(()) } else { ControlFlow::Break(()) }
+    })?;
+    if summary.stopped {
+        return Ok(None);
+    }
+    if let Some(at) = summary.broke_off_at {
+        out.skipped.push(format!("the video breaks off at frame {at}"));
+    }
     Ok(Some(out))
 }
 

@@ -12,7 +12,7 @@ use image::RgbImage;
 
 use crate::embedded::{BLAZEFACE_FULL, BLAZEFACE_SHORT, EmbeddedGraph};
 use crate::error::CoreError;
-use crate::frame::{Roi, crops_to_tensor, warp};
+use crate::frame::{Border, Roi, warp_like_mediapipe};
 use crate::graph::{Graph, GraphOutput};
 
 /// Which BlazeFace model runs.
@@ -105,7 +105,8 @@ pub fn anchors(input: usize, strides: &[usize], two_per_layer: bool) -> Vec<[f32
     out
 }
 
-fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+/// Intersection over union of two [x0, y0, x1, y1] boxes.
+pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
     let ix = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
     let iy = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
     let inter = ix * iy;
@@ -174,20 +175,13 @@ impl FaceDetector {
 
     /// Raw network outputs for an already-sampled input (HWC, 0..255).
     pub fn run_network(&self, input_hwc: &[f32]) -> Result<Vec<GraphOutput>, CoreError> {
-        let x = crops_to_tensor(
-            &[input_hwc.to_vec()],
-            self.input,
-            1.0 / 127.5,
-            -1.0,
-            self.graph.device(),
-        );
-        self.graph.forward(x)
+        self.graph.forward_hwc(&[input_hwc.to_vec()], self.input, 1.0 / 127.5, -1.0)
     }
 
     /// Detect every face in the frame.
     pub fn detect(&self, image: &RgbImage) -> Result<Vec<Detection>, CoreError> {
         let letterbox = Self::letterbox(image);
-        let input = warp(image, &letterbox, self.input);
+        let input = warp_like_mediapipe(image, &letterbox, self.input, Border::Zero);
         let outputs = self.run_network(&input)?;
         let scores = outputs
             .iter()

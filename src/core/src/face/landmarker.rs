@@ -9,7 +9,7 @@ use image::RgbImage;
 use crate::embedded::FACE_LANDMARKER;
 use crate::error::CoreError;
 use crate::face::detector::Detection;
-use crate::frame::{Roi, crops_to_tensor, warp};
+use crate::frame::{Border, Roi, warp_like_mediapipe};
 use crate::graph::{Graph, GraphOutput};
 
 pub const INPUT: usize = 256;
@@ -57,8 +57,7 @@ impl Landmarker {
 
     /// Raw outputs for already-sampled 256x256 crops (HWC, 0..255), one batch.
     pub fn run_network(&self, crops: &[Vec<f32>]) -> Result<Vec<GraphOutput>, CoreError> {
-        let x = crops_to_tensor(crops, INPUT, 1.0 / 255.0, 0.0, self.graph.device());
-        self.graph.forward(x)
+        self.graph.forward_hwc(crops, INPUT, 1.0 / 255.0, 0.0)
     }
 
     /// Landmarks for each ROI, all faces in one batch.
@@ -66,7 +65,7 @@ impl Landmarker {
         if rois.is_empty() {
             return Ok(Vec::new());
         }
-        let crops: Vec<Vec<f32>> = rois.iter().map(|r| warp(image, r, INPUT)).collect();
+        let crops: Vec<Vec<f32>> = rois.iter().map(|r| warp_like_mediapipe(image, r, INPUT, Border::Replicate)).collect();
         let outputs = self.run_network(&crops)?;
         let coords = outputs
             .iter()

@@ -25,6 +25,9 @@ pub struct Face {
     pub landmarks478: Vec<[f32; 3]>,
     pub landmarks68: Vec<[f32; 2]>,
     pub presence: f32,
+    /// The face's identity across frames (the analysis engine's track id);
+    /// None where no tracker ran.
+    pub track: Option<u32>,
 }
 
 impl Face {
@@ -37,20 +40,34 @@ impl Face {
 
 /// The face with the largest detector box (by area), if any.
 pub fn largest(faces: &[Face]) -> Option<&Face> {
+    largest_index(faces.iter()).map(|i| &faces[i])
+}
+
+/// The position of the face with the largest detector box (by area).
+pub fn largest_index<'a>(faces: impl Iterator<Item = &'a Face>) -> Option<usize> {
     let area = |f: &Face| f.box_xywh()[2] * f.box_xywh()[3];
-    faces.iter().max_by(|a, b| area(a).total_cmp(&area(b)))
+    faces.enumerate().max_by(|a, b| area(a.1).total_cmp(&area(b.1))).map(|(i, _)| i)
 }
 
 /// Detector plus landmarker on one device.
 pub struct FacePipeline {
     pub detector: FaceDetector,
+    /// MediaPipe's own face landmarker detects with the short-range model;
+    /// with the full-range detector, this one places the landmark region of
+    /// the faces both find, so they start from the region MediaPipe uses.
+    pub region_detector: Option<FaceDetector>,
     pub landmarker: Landmarker,
 }
 
 impl FacePipeline {
     pub fn new(kind: DetectorKind, device: &Device) -> Result<Self, CoreError> {
+        let region_detector = match kind {
+            DetectorKind::Full => Some(FaceDetector::new(DetectorKind::Short, device)?),
+            DetectorKind::Short => None,
+        };
         Ok(FacePipeline {
             detector: FaceDetector::new(kind, device)?,
+            region_detector,
             landmarker: Landmarker::new(device)?,
         })
     }
@@ -60,13 +77,33 @@ impl FacePipeline {
         self.landmarker.device()
     }
 
-    /// Every face in the image, best score first.
-    pub fn faces(&self, image: &RgbImage) -> Result<Vec<Face>, CoreError> {
+    /// Every face the detector finds, with the landmark region each starts
+    /// from: the region detector's where it finds the same face (IoU > 0.5),
+    /// else the detector's own.
+    pub fn detect(&self, image: &RgbImage) -> Result<Vec<(Detection, Roi)>, CoreError> {
         let detections = self.detector.detect(image)?;
-        let rois: Vec<Roi> = detections
-            .iter()
-            .map(landmarker::roi_from_detection)
-            .collect();
+        let guides = match &self.region_detector {
+            Some(d) => d.detect(image)?,
+            None => Vec::new(),
+        };
+        Ok(detections
+            .into_iter()
+            .map(|d| {
+                let guide = guides
+                    .iter()
+                    .map(|g| (g, detector::iou(&g.bbox, &d.bbox)))
+                    .filter(|(_, v)| *v > 0.5)
+                    .max_by(|a, b| a.1.total_cmp(&b.1))
+                    .map(|(g, _)| g);
+                let roi = landmarker::roi_from_detection(guide.unwrap_or(&d));
+                (d, roi)
+            })
+            .collect())
+    }
+
+    /// Every face in the image, best score first (one still image, no tracking).
+    pub fn faces(&self, image: &RgbImage) -> Result<Vec<Face>, CoreError> {
+        let (detections, rois): (Vec<Detection>, Vec<Roi>) = self.detect(image)?.into_iter().unzip();
         let marks = self.landmarker.landmarks(image, &rois)?;
         Ok(detections
             .into_iter()
@@ -78,6 +115,7 @@ impl FacePipeline {
                 roi,
                 landmarks478: lm.points,
                 presence: lm.presence,
+                track: None,
             })
             .collect())
     }

@@ -105,6 +105,24 @@ impl Predictor {
     }
 }
 
+impl Predictor {
+    /// AU probabilities for faces of several frames in one batch (one row
+    /// per face, in order): the engine batches across frames this way.
+    pub fn predict_batch(&self, faces: &[(&RgbImage, &Face)], device: &Device) -> Result<Vec<Vec<f32>>, CoreError> {
+        if faces.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self {
+            Predictor::Net(m) => {
+                let size = m.spec.input().size;
+                let crops: Vec<RgbImage> = faces.iter().map(|(image, f)| crate::face::crop::crop_rgb(image, f, size).0).collect();
+                m.predict(&crops, device)
+            }
+            Predictor::Teacher(t) => t.predict_meshes(faces.iter().map(|(_, f)| f.landmarks478.as_slice())),
+        }
+    }
+}
+
 /// Open a network (see [`open_model`]) or the blendshape baseline (which
 /// takes no files).
 pub fn open_predictor(kind: PredictorKind, files: ModelFiles, device: &Device) -> Result<Predictor, CoreError> {

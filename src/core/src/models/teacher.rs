@@ -97,7 +97,12 @@ impl BlendshapeTeacher {
 
     /// AU probabilities for each face (one row per face).
     pub fn predict_faces(&self, faces: &[Face]) -> Result<Vec<Vec<f32>>, CoreError> {
-        let meshes: Vec<&[[f32; 3]]> = faces.iter().map(|f| f.landmarks478.as_slice()).collect();
+        self.predict_meshes(faces.iter().map(|f| f.landmarks478.as_slice()))
+    }
+
+    /// AU probabilities for each face's 478-point mesh (frame pixels).
+    pub fn predict_meshes<'a>(&self, meshes: impl Iterator<Item = &'a [[f32; 3]]>) -> Result<Vec<Vec<f32>>, CoreError> {
+        let meshes: Vec<&[[f32; 3]]> = meshes.collect();
         Ok(self.net.blendshapes(&meshes)?.iter().map(|b| self.map(b)).collect())
     }
 }

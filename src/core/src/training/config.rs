@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use super::data::{Dataset, Sample, media_subject};
 use super::trainer::{Stage, TrainParams};
 use crate::error::CoreError;
-use crate::face::FacePipeline;
+use std::ops::ControlFlow;
+
+use crate::analysis::Engine;
 use crate::models::teacher::BlendshapeTeacher;
 use crate::models::piap::PiapStage;
 use crate::models::{ArchConfig, ModelKind, ModelSpec};
@@ -149,7 +151,7 @@ impl TrainConfig {
 }
 
 /// Load the labelled frames a data spec names, for the given AUs.
-pub fn load_dataset(data: &DataSpec, aus: &[String], pipeline: &FacePipeline) -> Result<Dataset, CoreError> {
+pub fn load_dataset(data: &DataSpec, aus: &[String], engine: &Engine) -> Result<Dataset, CoreError> {
     match data {
         DataSpec::Csv { path, positive_at } => Dataset::from_csv(path, aus, *positive_at),
         DataSpec::Openface { csv, media, subject, positive_at } => {
@@ -158,7 +160,7 @@ pub fn load_dataset(data: &DataSpec, aus: &[String], pipeline: &FacePipeline) ->
         }
         DataSpec::Bp4d { root } => Dataset::from_bp4d(root, aus),
         DataSpec::Disfa { root } => Dataset::from_disfa(root, aus),
-        DataSpec::Teacher { media, every } => pseudo_label(media, *every, aus, pipeline),
+        DataSpec::Teacher { media, every } => pseudo_label(media, *every, aus, engine),
         DataSpec::Project { projects, coder } => Dataset::from_projects(projects, aus, coder.as_deref()),
     }
 }
@@ -166,23 +168,37 @@ pub fn load_dataset(data: &DataSpec, aus: &[String], pipeline: &FacePipeline) ->
 
 /// Teacher pseudo-labels (probability >= 0.5 -> 1) for the largest face of
 /// every `every`-th frame. Frames without a face are skipped.
-pub fn pseudo_label(media: &[PathBuf], every: usize, aus: &[String], pipeline: &FacePipeline) -> Result<Dataset, CoreError> {
-    let teacher = BlendshapeTeacher::new(aus, pipeline.landmarker_device())?;
+pub fn pseudo_label(media: &[PathBuf], every: usize, aus: &[String], engine: &Engine) -> Result<Dataset, CoreError> {
+    let teacher = BlendshapeTeacher::new(aus, engine.device())?;
     let mut out = Dataset { aus: aus.to_vec(), samples: Vec::new(), skipped: 0 };
     for m in media {
-        let mut source = open_source(m)?;
+        let source = open_source(m)?;
         let subject = media_subject(m);
         let count = source.info().frame_count;
-        for frame in (0..count).step_by(every.max(1)) {
-            let f = source.frame(frame)?;
-            let faces = pipeline.faces(&f.image)?;
-            let Some(face) = crate::face::largest(&faces) else {
+        let mut failed: Option<CoreError> = None;
+        engine.run(source, (0..count).step_by(every.max(1)).collect(), engine.tracker(), &mut |r, _| {
+            if let Some(e) = r.error {
+                failed = Some(CoreError::Data(format!("{} frame {}: {e}", m.display(), r.index)));
+                return ControlFlow::Break(());
+            }
+            let Some(k) = crate::face::largest_index(r.faces.iter().map(|f| &f.face)) else {
                 out.skipped += 1;
-                continue;
+                return ControlFlow::Continue(());
             };
-            let probs = teacher.predict_faces(std::slice::from_ref(face))?;
-            let labels = probs[0].iter().map(|&p| if p >= 0.5 { 1.0 } else { 0.0 }).collect();
-            out.samples.push(Sample { media: m.clone(), frame, subject: subject.clone(), labels, face: None });
+            match teacher.predict_faces(std::slice::from_ref(&r.faces[k].face)) {
+                Ok(probs) => {
+                    let labels = probs[0].iter().map(|&p| if p >= 0.5 { 1.0 } else { 0.0 }).collect();
+                    out.samples.push(Sample { media: m.clone(), frame: r.index, subject: subject.clone(), labels, face: None });
+                    ControlFlow::Continue(())
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    ControlFlow::Break(())
+                }
+            }
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
         }
     }
     Ok(out)

@@ -28,6 +28,7 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use super::config::pseudo_label;
+use crate::analysis::Engine;
 use super::data::{Dataset, Sample};
 use super::metrics::{Evaluation, evaluate};
 use super::prepare::{Prepared, prepare};
@@ -234,10 +235,10 @@ impl Job<FinetuneEvent> {
 }
 
 /// Faces of `samples` prepared at `size`, reporting progress.
-fn prepare_faces(data: &Dataset, size: usize, pipeline: &FacePipeline, tx: &SyncSender<FinetuneEvent>, cancel: &AtomicBool) -> Result<Option<Vec<Prepared>>, CoreError> {
+fn prepare_faces(data: &Dataset, size: usize, engine: &Engine, tx: &SyncSender<FinetuneEvent>, cancel: &AtomicBool) -> Result<Option<Vec<Prepared>>, CoreError> {
     let all: Vec<usize> = (0..data.samples.len()).collect();
     let mut stopped = false;
-    let (faces, _) = prepare(data, &all, size, pipeline, &mut |done, total| {
+    let (faces, _) = prepare(data, &all, size, engine, &mut |done, total| {
         stopped |= cancel.load(Ordering::Relaxed);
         let _ = tx.try_send(FinetuneEvent::Preparing { done, total });
     })?;
@@ -257,11 +258,11 @@ fn run(spec: &FinetuneSpec, device: &Device, tx: &SyncSender<FinetuneEvent>, can
     let (train_keys, test_keys) = split(&keys, spec.held_out)?;
     status(format!("{} corrected faces: {} to train on, {} held out", keys.len(), train_keys.len(), test_keys.len()));
 
-    let pipeline = FacePipeline::new(spec.detector, device)?;
+    let engine = Engine::faces_only(FacePipeline::new(spec.detector, device)?);
     let sample = |&(frame, face): &(usize, usize)| Sample { media: spec.media.clone(), frame, subject: "project".into(), labels: vec![0.0; aus.len()], face: Some(face) };
     let data = Dataset { aus: aus.clone(), samples: train_keys.iter().chain(&test_keys).map(sample).collect(), skipped: 0 };
     let size = base.spec.input().size;
-    let Some(mut faces) = prepare_faces(&data, size, &pipeline, tx, cancel)? else { return Ok(FinetuneOutcome::Cancelled) };
+    let Some(mut faces) = prepare_faces(&data, size, &engine, tx, cancel)? else { return Ok(FinetuneOutcome::Cancelled) };
     // Labels: the coder's where given, else the base model's decision.
     let base_probs = predict_prepared(&base, &faces, 16, device)?;
     let mut masks = Vec::with_capacity(faces.len());
@@ -291,9 +292,9 @@ fn run(spec: &FinetuneSpec, device: &Device, tx: &SyncSender<FinetuneEvent>, can
     let mut teacher_faces = 0;
     if let Some(every) = spec.teacher_every {
         status("teacher pseudo-labels for the frames not corrected".into());
-        let mut extra = pseudo_label(std::slice::from_ref(&spec.media), every, &aus, &pipeline)?;
+        let mut extra = pseudo_label(std::slice::from_ref(&spec.media), every, &aus, &engine)?;
         extra.samples.retain(|s| !keys.iter().any(|k| k.0 == s.frame));
-        let Some(more) = prepare_faces(&extra, size, &pipeline, tx, cancel)? else { return Ok(FinetuneOutcome::Cancelled) };
+        let Some(more) = prepare_faces(&extra, size, &engine, tx, cancel)? else { return Ok(FinetuneOutcome::Cancelled) };
         teacher_faces = more.len();
         train.extend(more);
     }

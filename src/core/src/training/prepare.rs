@@ -8,7 +8,9 @@ use image::RgbImage;
 
 use super::data::{Dataset, Transform};
 use crate::error::CoreError;
-use crate::face::FacePipeline;
+use std::ops::ControlFlow;
+
+use crate::analysis::{Engine, FrameResult};
 use crate::face::crop::model_roi;
 use crate::face::ibug68::IBUG68_FLIP;
 use crate::frame::{Roi, to_rgb_image, warp};
@@ -80,7 +82,7 @@ pub fn prepare(
     data: &Dataset,
     idx: &[usize],
     size: usize,
-    pipeline: &FacePipeline,
+    engine: &Engine,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(Vec<Prepared>, PrepareReport), CoreError> {
     let mut by_media: BTreeMap<&PathBuf, Vec<usize>> = BTreeMap::new();
@@ -91,8 +93,8 @@ pub fn prepare(
     let mut out = Vec::with_capacity(idx.len());
     let mut report = PrepareReport::default();
     let mut done = 0;
-    for (media, samples) in by_media {
-        let mut source = match open_source(media) {
+    for (media, mut samples) in by_media {
+        let source = match open_source(media) {
             Ok(s) => s,
             Err(e) => {
                 report.unreadable.push(e.to_string());
@@ -100,30 +102,44 @@ pub fn prepare(
                 continue;
             }
         };
-        for i in samples {
-            done += 1;
-            progress(done, idx.len());
-            let frame = match source.frame(data.samples[i].frame) {
-                Ok(f) => f,
-                Err(e) => {
-                    report.unreadable.push(format!("{} frame {}: {e}", media.display(), data.samples[i].frame));
-                    continue;
-                }
+        // One engine pass over the media's labelled frames, in frame order.
+        samples.sort_by_key(|&i| data.samples[i].frame);
+        let mut frames: Vec<usize> = samples.iter().map(|&i| data.samples[i].frame).collect();
+        frames.dedup();
+        let mut next = 0;
+        let take = |r: &FrameResult, i: usize, out: &mut Vec<Prepared>, report: &mut PrepareReport| {
+            let sample = &data.samples[i];
+            let (Some(frame), None) = (&r.frame, &r.error) else {
+                report.unreadable.push(format!("{} frame {}: {}", media.display(), sample.frame, r.error.clone().unwrap_or_default()));
+                return;
             };
-            let faces = pipeline.faces(&frame.image)?;
-            let chosen = match data.samples[i].face {
-                Some(k) => faces.get(k),
-                None => crate::face::largest(&faces),
+            let chosen = match sample.face {
+                Some(k) => r.faces.get(k),
+                None => crate::face::largest_index(r.faces.iter().map(|f| &f.face)).map(|k| &r.faces[k]),
             };
-            let Some(face) = chosen else {
+            let Some(face) = chosen.map(|f| &f.face) else {
                 report.no_face += 1;
-                continue;
+                return;
             };
             let mut roi = model_roi(face);
             roi.side *= CONTEXT;
             let context = to_rgb_image(&warp(&frame.image, &roi, ctx), ctx);
             let landmarks = face.landmarks68.iter().map(|&p| roi.crop_from_frame(p)).collect();
-            out.push(Prepared { context, landmarks, labels: data.samples[i].labels.clone(), sample: i });
+            out.push(Prepared { context, landmarks, labels: sample.labels.clone(), sample: i });
+        };
+        engine.run(source, frames, engine.tracker(), &mut |r, _| {
+            while let Some(&i) = samples.get(next).filter(|&&i| data.samples[i].frame == r.index) {
+                next += 1;
+                done += 1;
+                progress(done, idx.len());
+                take(&r, i, &mut out, &mut report);
+            }
+            ControlFlow::Continue(())
+        })?;
+        for &i in &samples[next..] {
+            done += 1;
+            progress(done, idx.len());
+            report.unreadable.push(format!("{} frame {}: not decoded (the video breaks off there?)", media.display(), data.samples[i].frame));
         }
     }
     report.prepared = out.len();

@@ -16,6 +16,8 @@ use serde::Deserialize;
 
 use crate::error::CoreError;
 
+mod cpu;
+
 #[derive(Debug, Deserialize)]
 struct GraphFile {
     format: String,
@@ -156,6 +158,8 @@ pub struct Graph {
     constants: HashMap<usize, Value>,
     /// Conv kernels pre-permuted to burn's OIHW, keyed by constant id.
     kernels: HashMap<usize, Tensor<4>>,
+    /// On the CPU, the graph compiled for NHWC kernels (burn ops otherwise).
+    cpu: Option<cpu::CpuPlan>,
     device: Device,
 }
 
@@ -174,22 +178,34 @@ impl Graph {
                 file.format
             )));
         }
-        let mut constants = HashMap::new();
+        let mut host = HashMap::new();
         for (name, values, shape) in f32_tensors(weights)? {
             let id: usize = name
                 .strip_prefix('t')
                 .and_then(|s| s.parse().ok())
                 .ok_or_else(|| CoreError::Weights(format!("unexpected tensor name {name:?}")))?;
-            let n = values.len();
-            let t = Tensor::<1>::from_data(TensorData::new(values, [n]), device);
-            constants.insert(id, Value::Flat(t, shape));
+            host.insert(id, (values, shape));
         }
+        if *device == Device::flex() {
+            let input = file.inputs.first().ok_or_else(|| CoreError::Graph("graph has no input".into()))?.id;
+            let outputs = file.outputs.iter().map(|o| (o.id, o.name.clone())).collect();
+            let plan = cpu::CpuPlan::new(&file.ops, input, outputs, host)?;
+            return Ok(Graph { ops: file.ops, inputs: file.inputs, outputs: file.outputs, constants: HashMap::new(), kernels: HashMap::new(), cpu: Some(plan), device: device.clone() });
+        }
+        let constants = host
+            .into_iter()
+            .map(|(id, (values, shape))| {
+                let n = values.len();
+                (id, Value::Flat(Tensor::<1>::from_data(TensorData::new(values, [n]), device), shape))
+            })
+            .collect();
         let mut graph = Graph {
             ops: file.ops,
             inputs: file.inputs,
             outputs: file.outputs,
             constants,
             kernels: HashMap::new(),
+            cpu: None,
             device: device.clone(),
         };
         graph.prepare_kernels()?;
@@ -229,8 +245,27 @@ impl Graph {
         &self.device
     }
 
-    /// Run the graph on an NCHW batch; returns the outputs as tensors in
-    /// TFLite's row-major order (flattened), with their shapes.
+    /// Run the graph on HWC crops of side `size` (values 0..255, mapped to
+    /// `scale * v + offset`), all in one batch; outputs in host memory.
+    pub fn forward_hwc(&self, crops: &[Vec<f32>], size: usize, scale: f32, offset: f32) -> Result<Vec<GraphOutput>, CoreError> {
+        match &self.cpu {
+            Some(plan) => {
+                let mut data = Vec::with_capacity(crops.len() * size * size * 3);
+                for crop in crops {
+                    if crop.len() != size * size * 3 {
+                        return Err(CoreError::Graph(format!("a {size}x{size} RGB crop has {} values, got {}", size * size * 3, crop.len())));
+                    }
+                    data.extend(crop.iter().map(|v| v * scale + offset));
+                }
+                plan.forward(data, [crops.len(), size, size, 3])
+            }
+            None => self.forward(crate::frame::crops_to_tensor(crops, size, scale, offset, &self.device)),
+        }
+    }
+
+    /// Run the graph on an NCHW batch with burn ops (the GPU path); returns
+    /// the outputs as tensors in TFLite's row-major order (flattened), with
+    /// their shapes.
     pub fn forward_tensors(
         &self,
         input: Tensor<4>,
@@ -240,6 +275,9 @@ impl Graph {
             .inputs
             .first()
             .ok_or_else(|| CoreError::Graph("graph has no input".into()))?;
+        if self.cpu.is_some() {
+            return Err(CoreError::Graph("this graph was compiled for the CPU; use forward_hwc".into()));
+        }
         values.insert(first.id, Value::Nchw(input));
         let get = |values: &HashMap<usize, Value>, id: usize| -> Result<Value, CoreError> {
             match values.get(&id) {

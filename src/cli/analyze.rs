@@ -1,0 +1,156 @@
+//! `auscope analyze`: videos and image folders to one CSV each, through the
+//! core's analysis engine, with a progress bar per file and in total.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::Context;
+use auscope_core::analysis::corpus::{FileOutcome, Input, ModelInfo, Settings, Shard, analyse_file, collect_inputs};
+use auscope_core::analysis::table::{ModelColumns, Table};
+use auscope_core::analysis::{Engine, EngineConfig, TrackerConfig};
+use auscope_core::face::{DetectorKind, FacePipeline};
+use auscope_core::models::{ModelFiles, PredictorKind, open_predictor};
+use auscope_core::{Compute, DeviceChoice};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Videos, images, or folders (each video in a folder, and its images as one sequence).
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// A model, optionally with its weights: NAME or NAME=WEIGHTS.bpk. Repeat
+    /// for several; the first one's decisions fill the AUxx_c columns.
+    #[arg(long = "model", required = true)]
+    pub models: Vec<String>,
+    /// Output folder: <name>.csv and <name>.json per input.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Files analysed at a time.
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    /// Only this part of the (sorted) inputs: I/N, 0 <= I < N, e.g. $SLURM_ARRAY_TASK_ID/4.
+    #[arg(long)]
+    pub shard: Option<Shard>,
+    /// Also write the 478-point mesh (mesh_x_i, mesh_y_i, mesh_z_i).
+    #[arg(long)]
+    pub landmarks478: bool,
+    /// Run the face detector every K frames to find faces that entered (0: only when a face is lost).
+    #[arg(long, default_value_t = TrackerConfig::default().detect_every)]
+    pub detect_every: usize,
+    #[arg(long, default_value = "full")]
+    pub detector: DetectorKind,
+    /// No progress bars (one line per file instead).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+pub fn run(args: Args, device: DeviceChoice) -> anyhow::Result<()> {
+    let found = collect_inputs(&args.inputs)?;
+    for s in &found.skipped {
+        eprintln!("skipped {s}");
+    }
+    let files: Vec<Input> = match args.shard {
+        Some(s) => s.take(found.files),
+        None => found.files,
+    };
+    if files.is_empty() {
+        anyhow::bail!("no video or image to analyse");
+    }
+    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create the output folder {}", args.out.display()))?;
+    let compute = Compute::init(device)?;
+    eprintln!("device: {}", compute.status_line());
+    let mut models = Vec::new();
+    let mut infos = Vec::new();
+    for spec in &args.models {
+        let (name, weights) = match spec.split_once('=') {
+            Some((n, w)) => (n, Some(PathBuf::from(w))),
+            None => (spec.as_str(), None),
+        };
+        let kind = PredictorKind::parse(name)?;
+        let files = ModelFiles { weights: weights.as_deref(), ..Default::default() };
+        let model = open_predictor(kind, files, &compute.device).with_context(|| format!("model {spec}"))?;
+        super::announce_weights(&model, kind, &files);
+        infos.push((ModelInfo { name: kind.name().into(), weights: model.source() }, ModelColumns { name: kind.name().into(), aus: model.aus().to_vec() }));
+        models.push(model);
+    }
+    let pipeline = FacePipeline::new(args.detector, &compute.device).context("loading face models")?;
+    let config = EngineConfig { tracker: TrackerConfig { detect_every: args.detect_every, ..Default::default() }, batch_faces: if compute.gpu_device().is_some() { 16 } else { 1 }, ..Default::default() };
+    let settings = Settings {
+        models: infos.iter().map(|(i, _)| i.clone()).collect(),
+        detector: format!("{:?}", args.detector).to_lowercase(),
+        tracker: config.tracker,
+        table: Table { models: infos.into_iter().map(|(_, c)| c).collect(), landmarks478: args.landmarks478 },
+    };
+    let engine = Engine::new(pipeline, models, compute.device.clone(), config);
+
+    let bars = MultiProgress::with_draw_target(if args.quiet { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() });
+    let total = bars.add(ProgressBar::new(files.len() as u64));
+    total.set_style(ProgressStyle::with_template("{prefix:>8} [{bar:30}] {pos}/{len} files  {elapsed_precise} {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> "));
+    total.set_prefix("total");
+    let file_style = ProgressStyle::with_template("{prefix:>20.dim} [{bar:30}] {pos}/{len} frames {per_sec} eta {eta}").unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> ");
+    let next = AtomicUsize::new(0);
+    let failures = Mutex::new(Vec::<String>::new());
+    let say = |line: String| {
+        if args.quiet {
+            eprintln!("{line}");
+        } else {
+            bars.suspend(|| eprintln!("{line}"));
+        }
+    };
+    std::thread::scope(|scope| {
+        for j in 0..args.jobs.clamp(1, files.len()) {
+            let (engine, files, next, failures, bars, total, file_style, settings, say, out) = (&engine, &files, &next, &failures, &bars, &total, &file_style, &settings, &say, &args.out);
+            let worker = std::thread::Builder::new().name(format!("auscope-analyze-{j}")).spawn_scoped(scope, move || {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(input) = files.get(i) else { break };
+                    let bar = bars.insert_before(total, ProgressBar::new(0));
+                    bar.set_style(file_style.clone());
+                    bar.set_prefix(input.name.clone());
+                    let outcome = analyse_file(engine, input, out, settings, &mut |p| {
+                        bar.set_length(p.total as u64);
+                        bar.set_position(p.done as u64);
+                        true
+                    });
+                    bar.finish_and_clear();
+                    bars.remove(&bar);
+                    match outcome {
+                        Ok(FileOutcome::Done { sidecar, resumed_from }) => {
+                            let mut line = format!("{}: {} frames -> {}", input.path.display(), sidecar.frames, out.join(format!("{}.csv", input.name)).display());
+                            if let Some(f) = resumed_from {
+                                line += &format!(" (resumed at frame {f})");
+                            }
+                            if sidecar.failed_frames > 0 {
+                                line += &format!("; {} frame(s) could not be analysed (rows with success 0)", sidecar.failed_frames);
+                            }
+                            if let Some(at) = sidecar.broke_off_at {
+                                line += &format!("; warning: the video breaks off at frame {at} (truncated or corrupt file?)");
+                            }
+                            say(line);
+                        }
+                        Ok(FileOutcome::AlreadyDone(_)) => say(format!("{}: already analysed with these settings, skipped", input.path.display())),
+                        Ok(FileOutcome::Stopped { at }) => say(format!("{}: stopped at frame {at}; run again to resume", input.path.display())),
+                        Err(e) => {
+                            let line = format!("{}: {e}", input.path.display());
+                            say(format!("error: {line}"));
+                            if let Ok(mut f) = failures.lock() {
+                                f.push(line);
+                            }
+                        }
+                    }
+                    total.inc(1);
+                }
+            });
+            if let Err(e) = worker {
+                say(format!("error: cannot start a worker thread: {e}"));
+            }
+        }
+    });
+    total.finish_and_clear();
+    let failures = failures.into_inner().unwrap_or_default();
+    if !failures.is_empty() {
+        anyhow::bail!("{} of {} file(s) failed:\n  {}", failures.len(), files.len(), failures.join("\n  "));
+    }
+    Ok(())
+}

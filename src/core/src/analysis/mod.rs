@@ -1,0 +1,11 @@
+//! The analysis engine and what it is made of: tracking with face
+//! identities, the per-frame CSV, and corpus runs (many files, shards,
+//! resume).
+
+pub mod corpus;
+pub mod engine;
+pub mod table;
+pub mod tracker;
+
+pub use engine::{AnalysedFace, Engine, EngineConfig, FrameResult, RunSummary, StageTimes};
+pub use tracker::{Tracker, TrackerConfig};
