@@ -12,7 +12,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::face::Face;
-use crate::face::detector::Detection;
+use crate::face::detector::{Detection, iou};
 use crate::face::landmarker::ROI_SCALE;
 use crate::frame::Roi;
 
@@ -284,14 +284,6 @@ fn keypoints(points: &[[f32; 3]]) -> [[f32; 2]; 6] {
 fn square(r: &Roi) -> [f32; 4] {
     let h = r.side / 2.0;
     [r.center[0] - h, r.center[1] - h, r.center[0] + h, r.center[1] + h]
-}
-
-pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
-    let ix = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let iy = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = ix * iy;
-    let union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter;
-    if union > 0.0 { inter / union } else { 0.0 }
 }
 
 #[cfg(test)]

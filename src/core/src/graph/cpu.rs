@@ -14,7 +14,7 @@ use std::sync::Mutex;
 
 use multiversion::multiversion;
 
-use super::{GraphOutput, OpSpec, same_padding};
+use super::{GraphOutput, OpSpec, batch_kept, same_padding};
 use crate::error::CoreError;
 
 #[derive(Debug, Clone)]
@@ -482,15 +482,6 @@ fn im2col(x: &[f32], [n, h, w, c]: [usize; 4], win: &Window, [oh, ow]: [usize; 2
             }
         }
     }
-}
-
-/// The converted shape has batch 1; keep the real batch.
-fn batch_kept(shape: &[usize], input: &[usize]) -> Vec<usize> {
-    let mut shape = shape.to_vec();
-    if let (Some(s0), Some(&b)) = (shape.first_mut(), input.first()) {
-        *s0 = b;
-    }
-    shape
 }
 
 #[inline(always)]

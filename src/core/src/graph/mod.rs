@@ -111,6 +111,15 @@ fn activate(t: Tensor<4>, act: Option<&str>) -> Result<Tensor<4>, CoreError> {
     }
 }
 
+/// A RESHAPE's converted shape has batch 1; keep the input's real batch.
+fn batch_kept(shape: &[usize], input: &[usize]) -> Vec<usize> {
+    let mut shape = shape.to_vec();
+    if let (Some(s0), Some(&b)) = (shape.first_mut(), input.first()) {
+        *s0 = b;
+    }
+    shape
+}
+
 /// TFLite SAME padding: the extra pixel goes at the end (bottom/right).
 fn same_padding(input: usize, kernel: usize, stride: usize, dilation: usize) -> (usize, usize) {
     let effective = (kernel - 1) * dilation + 1;
@@ -420,16 +429,10 @@ impl Graph {
             "RESHAPE" => {
                 let shape = o
                     .shape
-                    .clone()
+                    .as_ref()
                     .ok_or_else(|| CoreError::Graph("RESHAPE without shape".into()))?;
                 let (t, old) = x.flat();
-                // The converted shape has batch 1; keep the real batch.
-                let batch = old.first().copied().unwrap_or(1);
-                let mut shape = shape;
-                if let Some(s0) = shape.first_mut() {
-                    *s0 = batch;
-                }
-                Value::Flat(t, shape)
+                Value::Flat(t, batch_kept(shape, &old))
             }
             "CONCATENATION" => self.concat(op, values, get)?,
             other => return Err(CoreError::Graph(format!("unsupported op {other}"))),
