@@ -127,7 +127,7 @@ pub fn warp_like_mediapipe(image: &RgbImage, roi: &Roi, out: usize, border: Bord
     buf
 }
 
-// Built per instruction set so `round` is one instruction, not a libm call.
+// Built per instruction set so `floor` is one instruction, not a libm call.
 #[multiversion::multiversion(targets("x86_64+avx2+fma", "x86_64+sse4.1"))]
 fn warp_row(image: &RgbImage, roi: &Roi, out: usize, border: Border, j: usize, row: &mut [f32]) {
     let (w, h) = (image.width() as i64, image.height() as i64);
@@ -141,16 +141,31 @@ fn warp_row(image: &RgbImage, roi: &Roi, out: usize, border: Border, j: usize, r
             Border::Zero => (x >= 0 && y >= 0 && x < w && y < h).then(|| ((y * w + x) * 3) as usize),
         }
     };
-    let v = j as f64 / out as f64 - 0.5;
+    // OpenCV's inverse map: frame = M (i, j, 1), as warpPerspective computes it.
+    let k = side / out as f64;
+    let (m00, m01, m02) = (c * k, -s * k, cx - (c - s) * side / 2.0);
+    let (m10, m11, m12) = (s * k, c * k, cy - (s + c) * side / 2.0);
+    let (row_x, row_y) = (m01 * j as f64 + m02, m11 * j as f64 + m12);
+    let stride = (w * 3) as usize;
     for (i, px_out) in row.chunks_exact_mut(3).enumerate() {
-        let u = i as f64 / out as f64 - 0.5;
-        let px = cx + (c * u - s * v) * side;
-        let py = cy + (s * u + c * v) * side;
+        let px = m00 * i as f64 + row_x;
+        let py = m10 * i as f64 + row_y;
         // OpenCV: coordinates in 1/32 pixel, rounded; weights in 1/1024.
-        let (xf, yf) = ((px * 32.0).round() as i64, (py * 32.0).round() as i64);
+        let (xf, yf) = ((px * 32.0 + 0.5).floor() as i64, (py * 32.0 + 0.5).floor() as i64);
         let (x0, y0) = (xf >> 5, yf >> 5);
         let (fx, fy) = (xf & 31, yf & 31);
         let weights = [(32 - fx) * (32 - fy), fx * (32 - fy), (32 - fx) * fy, fx * fy];
+        if x0 >= 0 && y0 >= 0 && x0 + 1 < w && y0 + 1 < h {
+            // All four texels inside: two 6-byte runs, no checks per texel.
+            let o = ((y0 * w + x0) * 3) as usize;
+            let (top, bottom) = (&raw[o..o + 6], &raw[o + stride..o + stride + 6]);
+            let wt = weights.map(|x| x as u32);
+            for ch in 0..3 {
+                let a = top[ch] as u32 * wt[0] + top[ch + 3] as u32 * wt[1] + bottom[ch] as u32 * wt[2] + bottom[ch + 3] as u32 * wt[3];
+                px_out[ch] = ((a + 512) >> 10) as f32;
+            }
+            continue;
+        }
         let mut acc = [0i64; 3];
         for (k, (dx, dy)) in [(0, 0), (1, 0), (0, 1), (1, 1)].into_iter().enumerate() {
             if let Some(o) = texel(x0 + dx, y0 + dy) {
