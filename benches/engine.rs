@@ -315,7 +315,7 @@ fn main() {
         let e = engine(vec![teacher(&cpu)], &cpu, 1);
         let settings = Settings {
             models: vec![ModelInfo { name: "blendshape-baseline".into(), weights: "embedded".into() }],
-            detector: "full".into(),
+            detector: DetectorKind::Full,
             tracker: e.config().tracker,
             table: Table { models: vec![ModelColumns { name: "blendshape-baseline".into(), aus: BlendshapeTeacher::all_aus() }], landmarks478: false },
         };

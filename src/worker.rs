@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use std::sync::Arc;
 
-use auscope_core::analysis::{Engine, EngineConfig, Tracker};
+use auscope_core::analysis::{Engine, Tracker};
 use auscope_core::explain::cache::{CacheKey, ExplainCache};
 use auscope_core::explain::{ExplainOptions, Explanation, Method, explain, input_for};
 use auscope_core::face::{DetectorKind, Face, FacePipeline};
@@ -146,7 +146,7 @@ fn serve(
     };
     let mut detector = DetectorKind::default();
     let mut engine = match FacePipeline::new(detector, &device) {
-        Ok(p) => Engine::new(p, Vec::new(), device.clone(), EngineConfig::default()),
+        Ok(p) => Engine::faces_only(p),
         Err(e) => {
             reply(Reply::Fatal(format!("face models failed to load: {e}")));
             return;

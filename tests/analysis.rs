@@ -9,7 +9,7 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use auscope_core::analysis::{Engine, EngineConfig};
+use auscope_core::analysis::Engine;
 use auscope_core::face::{DetectorKind, FacePipeline};
 use auscope_core::source::open_source;
 use burn::tensor::Device;
@@ -21,7 +21,7 @@ fn ffmpeg(args: &[&str]) {
 }
 
 fn engine() -> Engine {
-    Engine::new(FacePipeline::new(DetectorKind::Full, &Device::flex()).expect("face models"), Vec::new(), Device::flex(), EngineConfig::default())
+    Engine::faces_only(FacePipeline::new(DetectorKind::Full, &Device::flex()).expect("face models"))
 }
 
 /// Per frame, the (x centre, track id) of each face.

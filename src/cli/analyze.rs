@@ -78,7 +78,7 @@ pub fn run(args: Args, device: DeviceChoice) -> anyhow::Result<()> {
     let config = EngineConfig { tracker: TrackerConfig { detect_every: args.detect_every, ..Default::default() }, batch_faces: if compute.gpu_device().is_some() { 16 } else { 1 }, ..Default::default() };
     let settings = Settings {
         models: infos.iter().map(|(i, _)| i.clone()).collect(),
-        detector: format!("{:?}", args.detector).to_lowercase(),
+        detector: args.detector,
         tracker: config.tracker,
         table: Table { models: infos.into_iter().map(|(_, c)| c).collect(), landmarks478: args.landmarks478 },
     };

@@ -98,11 +98,50 @@ impl Roi {
 }
 
 /// Bilinear-sample `roi` of `image` into an `out x out` RGB buffer (HWC, 0..255).
-/// Pixel centres sit at +0.5; samples outside the frame read as black, which
-/// is also how MediaPipe pads its letterbox and rotated crops.
+/// Pixel centres sit at +0.5; samples outside the frame read as black. The
+/// AU models' crops; the MediaPipe networks take [`warp_like_mediapipe`].
+// Built per instruction set so `floor` is one instruction, not a libm call.
+#[multiversion::multiversion(targets("x86_64+avx2+fma", "x86_64+sse4.1"))]
 pub fn warp(image: &RgbImage, roi: &Roi, out: usize) -> Vec<f32> {
-    sample(image, roi, out)
+    let (w, h) = (image.width() as i64, image.height() as i64);
+    let raw = image.as_raw();
+    let (s, c) = roi.angle.sin_cos();
+    let mut buf = Vec::with_capacity(out * out * 3);
+    // A source texel's offset; None outside the frame.
+    let at = |x: i64, y: i64| -> Option<usize> { (x >= 0 && y >= 0 && x < w && y < h).then(|| ((y * w + x) * 3) as usize) };
+    for j in 0..out {
+        let t = (j as f32 + 0.5) / out as f32 - 0.5;
+        for i in 0..out {
+            let u = (i as f32 + 0.5) / out as f32 - 0.5;
+            let px = roi.center[0] + (c * u - s * t) * roi.side - 0.5;
+            let py = roi.center[1] + (s * u + c * t) * roi.side - 0.5;
+            let (x0, y0) = (px.floor(), py.floor());
+            let (fx, fy) = (px - x0, py - y0);
+            let (x0, y0) = (x0 as i64, y0 as i64);
+            let weights = [(1.0 - fx) * (1.0 - fy), fx * (1.0 - fy), (1.0 - fx) * fy, fx * fy];
+            let mut rgb = [0.0f32; 3];
+            if x0 >= 0 && y0 >= 0 && x0 + 1 < w && y0 + 1 < h {
+                // Inside: all four texels, no checks.
+                let o = ((y0 * w + x0) * 3) as usize;
+                let row = (w * 3) as usize;
+                for (ch, v) in rgb.iter_mut().enumerate() {
+                    *v = raw[o + ch] as f32 * weights[0] + raw[o + 3 + ch] as f32 * weights[1] + raw[o + row + ch] as f32 * weights[2] + raw[o + row + 3 + ch] as f32 * weights[3];
+                }
+            } else {
+                for (k, (dx, dy)) in [(0, 0), (1, 0), (0, 1), (1, 1)].into_iter().enumerate() {
+                    if let Some(o) = at(x0 + dx, y0 + dy) {
+                        for (ch, v) in rgb.iter_mut().enumerate() {
+                            *v += raw[o + ch] as f32 * weights[k];
+                        }
+                    }
+                }
+            }
+            buf.extend(rgb);
+        }
+    }
+    buf
 }
+
 
 /// What a crop reads outside the frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,48 +217,6 @@ fn warp_row(image: &RgbImage, roi: &Roi, out: usize, border: Border, j: usize, r
             *d = ((a + 512) >> 10).clamp(0, 255) as f32;
         }
     }
-}
-
-// Built per instruction set so `floor` is one instruction, not a libm call.
-#[multiversion::multiversion(targets("x86_64+avx2+fma", "x86_64+sse4.1"))]
-fn sample(image: &RgbImage, roi: &Roi, out: usize) -> Vec<f32> {
-    let (w, h) = (image.width() as i64, image.height() as i64);
-    let raw = image.as_raw();
-    let (s, c) = roi.angle.sin_cos();
-    let mut buf = Vec::with_capacity(out * out * 3);
-    // A source texel's offset; None outside the frame.
-    let at = |x: i64, y: i64| -> Option<usize> { (x >= 0 && y >= 0 && x < w && y < h).then(|| ((y * w + x) * 3) as usize) };
-    for j in 0..out {
-        let t = (j as f32 + 0.5) / out as f32 - 0.5;
-        for i in 0..out {
-            let u = (i as f32 + 0.5) / out as f32 - 0.5;
-            let px = roi.center[0] + (c * u - s * t) * roi.side - 0.5;
-            let py = roi.center[1] + (s * u + c * t) * roi.side - 0.5;
-            let (x0, y0) = (px.floor(), py.floor());
-            let (fx, fy) = (px - x0, py - y0);
-            let (x0, y0) = (x0 as i64, y0 as i64);
-            let weights = [(1.0 - fx) * (1.0 - fy), fx * (1.0 - fy), (1.0 - fx) * fy, fx * fy];
-            let mut rgb = [0.0f32; 3];
-            if x0 >= 0 && y0 >= 0 && x0 + 1 < w && y0 + 1 < h {
-                // Inside: all four texels, no checks.
-                let o = ((y0 * w + x0) * 3) as usize;
-                let row = (w * 3) as usize;
-                for (ch, v) in rgb.iter_mut().enumerate() {
-                    *v = raw[o + ch] as f32 * weights[0] + raw[o + 3 + ch] as f32 * weights[1] + raw[o + row + ch] as f32 * weights[2] + raw[o + row + 3 + ch] as f32 * weights[3];
-                }
-            } else {
-                for (k, (dx, dy)) in [(0, 0), (1, 0), (0, 1), (1, 1)].into_iter().enumerate() {
-                    if let Some(o) = at(x0 + dx, y0 + dy) {
-                        for (ch, v) in rgb.iter_mut().enumerate() {
-                            *v += raw[o + ch] as f32 * weights[k];
-                        }
-                    }
-                }
-            }
-            buf.extend(rgb);
-        }
-    }
-    buf
 }
 
 /// Stack HWC crops of side `size` into an NCHW tensor, mapping 0..255 to

@@ -10,6 +10,7 @@ pub mod embedded;
 pub mod error;
 pub mod explain;
 pub mod face;
+mod files;
 pub mod frame;
 pub mod graph;
 pub mod jobs;

@@ -18,6 +18,8 @@ use super::engine::{Engine, FrameResult, RunSummary};
 use super::table::Table;
 use super::tracker::{Tracker, TrackerConfig};
 use crate::error::CoreError;
+use crate::face::DetectorKind;
+use crate::files::{atomic_write, io_err};
 use crate::source::{IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, open_source};
 
 /// One input: a video, or a folder of images analysed as one sequence.
@@ -134,7 +136,7 @@ impl Shard {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Settings {
     pub models: Vec<ModelInfo>,
-    pub detector: String,
+    pub detector: DetectorKind,
     pub tracker: TrackerConfig,
     pub table: Table,
 }
@@ -216,17 +218,21 @@ pub struct FileProgress {
     pub total: usize,
 }
 
-fn io(path: &Path) -> impl Fn(std::io::Error) -> CoreError + '_ {
-    move |e| CoreError::Io { path: path.to_owned(), reason: e.to_string() }
+/// Write `bytes` to `path`, synced to disk, whole or not at all.
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), CoreError> {
+    atomic_write(path, |tmp| {
+        let mut f = std::fs::File::create(tmp).map_err(|e| io_err(tmp, e))?;
+        f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| io_err(tmp, e))
+    })
 }
 
-/// Write `bytes` to `path` through a temporary file and a rename, so the
-/// file is either whole or absent.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CoreError> {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
+/// Records as CSV bytes.
+fn csv_bytes<R: AsRef<[u8]>>(rows: impl IntoIterator<Item = impl IntoIterator<Item = R>>) -> Result<Vec<u8>, CoreError> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for row in rows {
+        w.write_record(row).map_err(|e| CoreError::Data(e.to_string()))?;
+    }
+    w.into_inner().map_err(|e| CoreError::Data(e.to_string()))
 }
 
 /// Checkpoint the resume state at most this often.
@@ -245,7 +251,7 @@ pub fn analyse_file(
     if let Some(done) = out.finished(settings) {
         return Ok(FileOutcome::AlreadyDone(done));
     }
-    std::fs::create_dir_all(out_dir).map_err(io(out_dir))?;
+    std::fs::create_dir_all(out_dir).map_err(|e| io_err(out_dir, e))?;
     let source = open_source(&input.path)?;
     let info = source.info().clone();
     let times: Vec<f64> = (0..info.frame_count).map(|i| source.time_s(i).unwrap_or_else(|| info.fps.map_or(0.0, |f| i as f64 / f))).collect();
@@ -258,17 +264,15 @@ pub fn analyse_file(
         .filter(|r| r.settings == *settings && std::fs::metadata(&out.partial).is_ok_and(|m| m.len() >= r.bytes));
     let (mut file, start, mut bytes, mut failed, tracker) = match resume {
         Some(r) => {
-            let mut f = std::fs::OpenOptions::new().write(true).open(&out.partial).map_err(io(&out.partial))?;
-            f.set_len(r.bytes).map_err(io(&out.partial))?;
-            f.seek(std::io::SeekFrom::End(0)).map_err(io(&out.partial))?;
+            let mut f = std::fs::OpenOptions::new().write(true).open(&out.partial).map_err(|e| io_err(&out.partial, e))?;
+            f.set_len(r.bytes).map_err(|e| io_err(&out.partial, e))?;
+            f.seek(std::io::SeekFrom::End(0)).map_err(|e| io_err(&out.partial, e))?;
             (f, Some(r.next), r.bytes, r.failed, r.tracker)
         }
         None => {
-            let mut f = std::fs::File::create(&out.partial).map_err(io(&out.partial))?;
-            let mut w = csv::Writer::from_writer(Vec::new());
-            w.write_record(&header).map_err(|e| CoreError::Data(e.to_string()))?;
-            let head = w.into_inner().map_err(|e| CoreError::Data(e.to_string()))?;
-            f.write_all(&head).map_err(io(&out.partial))?;
+            let mut f = std::fs::File::create(&out.partial).map_err(|e| io_err(&out.partial, e))?;
+            let head = csv_bytes([&header])?;
+            f.write_all(&head).map_err(|e| io_err(&out.partial, e))?;
             (f, None, head.len() as u64, 0, engine.tracker())
         }
     };
@@ -281,23 +285,16 @@ pub fn analyse_file(
     let mut stopped = false;
     let mut buf = std::io::BufWriter::new(&mut file);
     let summary: RunSummary = engine.run(source, frames, tracker, &mut |result: FrameResult, tracker: &Tracker| {
-        let mut w = csv::Writer::from_writer(Vec::new());
         let ts = times.get(result.index).copied().unwrap_or(0.0);
-        for row in settings.table.rows(&result, ts) {
-            if let Err(e) = w.write_record(&row) {
-                write_error = Some(CoreError::Data(e.to_string()));
-                return ControlFlow::Break(());
-            }
-        }
-        let chunk = match w.into_inner() {
+        let chunk = match csv_bytes(settings.table.rows(&result, ts)) {
             Ok(c) => c,
             Err(e) => {
-                write_error = Some(CoreError::Data(e.to_string()));
+                write_error = Some(e);
                 return ControlFlow::Break(());
             }
         };
         if let Err(e) = buf.write_all(&chunk) {
-            write_error = Some(io(&out.partial)(e));
+            write_error = Some(io_err(&out.partial, e));
             return ControlFlow::Break(());
         }
         bytes += chunk.len() as u64;
@@ -306,7 +303,7 @@ pub fn analyse_file(
         if last_checkpoint.elapsed().as_secs_f64() >= CHECKPOINT_SECS {
             last_checkpoint = Instant::now();
             let state = ResumeState { settings: settings.clone(), next, bytes, failed, tracker: tracker.clone() };
-            let saved = buf.flush().map_err(io(&out.partial)).and_then(|_| write_atomic(&out.resume, &serde_json::to_vec(&state).unwrap_or_default()));
+            let saved = buf.flush().map_err(|e| io_err(&out.partial, e)).and_then(|_| write_synced(&out.resume, &serde_json::to_vec(&state).unwrap_or_default()));
             if let Err(e) = saved {
                 write_error = Some(e);
                 return ControlFlow::Break(());
@@ -322,12 +319,12 @@ pub fn analyse_file(
     if let Some(e) = write_error {
         return Err(e);
     }
-    buf.flush().map_err(io(&out.partial))?;
+    buf.flush().map_err(|e| io_err(&out.partial, e))?;
     drop(buf);
     if stopped {
         return Ok(FileOutcome::Stopped { at: next });
     }
-    file.sync_all().map_err(io(&out.partial))?;
+    file.sync_all().map_err(|e| io_err(&out.partial, e))?;
     drop(file);
     if failed == total && total > 0 {
         return Err(CoreError::Video { path: input.path.clone(), reason: "no frame could be analysed".into() });
@@ -343,8 +340,8 @@ pub fn analyse_file(
         columns: header,
     };
     let json = serde_json::to_vec_pretty(&sidecar).map_err(|e| CoreError::Data(e.to_string()))?;
-    std::fs::rename(&out.partial, &out.csv).map_err(io(&out.csv))?;
-    write_atomic(&out.sidecar, &json)?;
+    std::fs::rename(&out.partial, &out.csv).map_err(|e| io_err(&out.csv, e))?;
+    write_synced(&out.sidecar, &json)?;
     let _ = std::fs::remove_file(&out.resume);
     Ok(FileOutcome::Done { sidecar, resumed_from: start })
 }

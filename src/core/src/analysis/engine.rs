@@ -140,19 +140,15 @@ impl Engine {
     }
 
     /// The faces of frame `index`: tracked from the last frame where
-    /// `tracker` holds tracks for it, else detected (and, for stills,
-    /// refined once). Each face carries its track id.
+    /// `tracker` holds tracks for it, else detected; and whether the
+    /// detector ran. Each face carries its track id.
     pub fn faces(&self, tracker: &mut Tracker, index: usize, image: &RgbImage) -> Result<(Vec<Face>, bool), CoreError> {
         let detect = tracker.plan(index);
-        Ok((self.faces_with(tracker, index, image, detect)?, detect))
-    }
-
-    fn faces_with(&self, tracker: &mut Tracker, index: usize, image: &RgbImage, detect: bool) -> Result<Vec<Face>, CoreError> {
         let detections = if detect { Some(self.pipeline.detect(image)?) } else { None };
         let regions = tracker.regions(detections.as_deref());
         let rois: Vec<_> = regions.iter().map(|r| r.roi).collect();
         let marks = self.pipeline.landmarker.landmarks(image, &rois)?;
-        Ok(tracker.update(index, detect, regions, marks.into_iter().map(|m| (m.points, m.presence)).collect()))
+        Ok((tracker.update(index, detect, regions, marks.into_iter().map(|m| (m.points, m.presence)).collect()), detect))
     }
 
     /// Every model's AU probabilities for faces from one or more frames, in

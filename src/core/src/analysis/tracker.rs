@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::face::Face;
 use crate::face::detector::{Detection, iou};
-use crate::face::landmarker::ROI_SCALE;
+use crate::face::landmarker::roi_from_box;
 use crate::frame::Roi;
 
 /// Mesh points whose line sets the region's rotation (outer eye corners),
@@ -238,16 +238,8 @@ impl Tracker {
 /// The landmarker's region from a mesh: the points' bounding box, rotated
 /// by the outer eye corners, 1.5x, square (MediaPipe's face_landmarks_to_roi).
 pub fn roi_from_landmarks(points: &[[f32; 3]]) -> Roi {
-    let b = points_box(points);
-    let (p0, p1) = (points.get(ROTATION_FROM), points.get(ROTATION_TO));
-    let angle = match (p0, p1) {
-        (Some(a), Some(c)) => {
-            let a = -(-(c[1] - a[1])).atan2(c[0] - a[0]);
-            (a + std::f32::consts::PI).rem_euclid(2.0 * std::f32::consts::PI) - std::f32::consts::PI
-        }
-        _ => 0.0,
-    };
-    Roi { center: [(b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0], side: (b[2] - b[0]).max(b[3] - b[1]) * ROI_SCALE, angle }
+    let corner = |i: usize| points.get(i).map_or([0.0; 2], |p| [p[0], p[1]]);
+    roi_from_box(points_box(points), corner(ROTATION_FROM), corner(ROTATION_TO))
 }
 
 fn points_box(points: &[[f32; 3]]) -> [f32; 4] {

@@ -18,12 +18,16 @@ pub const NUM_LANDMARKS: usize = 478;
 
 /// The landmarker's crop for a detection (DetectionsToRects + RectTransformation).
 pub fn roi_from_detection(det: &Detection) -> Roi {
-    let [x0, y0] = det.keypoints[0];
-    let [x1, y1] = det.keypoints[1];
+    roi_from_box(det.bbox, det.keypoints[0], det.keypoints[1])
+}
+
+/// MediaPipe's region for a box: rotated so the line `from` -> `to` is
+/// level (DetectionsToRects), enlarged 1.5x and made square on its longer
+/// side (RectTransformation).
+pub fn roi_from_box(b: [f32; 4], [x0, y0]: [f32; 2], [x1, y1]: [f32; 2]) -> Roi {
     let angle = -(-(y1 - y0)).atan2(x1 - x0);
     let angle = (angle + std::f32::consts::PI).rem_euclid(2.0 * std::f32::consts::PI)
         - std::f32::consts::PI;
-    let b = det.bbox;
     let side = (b[2] - b[0]).max(b[3] - b[1]) * ROI_SCALE;
     Roi {
         center: [(b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0],

@@ -1,10 +1,11 @@
-//! Executes a converted TFLite graph (see `tools/convert_tflite.py`) with burn ops.
+//! Executes a converted TFLite graph (see `tools/convert_tflite.py`): with
+//! burn ops on wgpu, and on the CPU as the fused NHWC kernels of `cpu.rs`.
 //!
 //! MediaPipe's networks are plain feed-forward graphs over a dozen operators,
 //! so running their op list exactly, rather than re-deriving each topology by
-//! hand, is the most faithful port. Activations are kept in burn's NCHW
-//! layout; the few ops whose meaning depends on TFLite's NHWC order
-//! (RESHAPE, CONCATENATION, PAD, channel-wise weights) translate at the op.
+//! hand, is the most faithful port. On burn, activations are kept in NCHW;
+//! the few ops whose meaning depends on TFLite's NHWC order (RESHAPE,
+//! CONCATENATION, PAD, channel-wise weights) translate at the op.
 
 use std::collections::HashMap;
 

@@ -322,19 +322,6 @@ impl AuModel {
         Ok(probs.chunks(n).map(|c| c.to_vec()).collect())
     }
 
-    /// AU probabilities for each face of a frame (one row per face, in the
-    /// order of `aus()`).
-    pub fn predict_faces(
-        &self,
-        image: &RgbImage,
-        faces: &[crate::face::Face],
-        device: &Device,
-    ) -> Result<Vec<Vec<f32>>, CoreError> {
-        let size = self.spec.input().size;
-        let crops: Vec<RgbImage> = faces.iter().map(|f| crate::face::crop::crop_rgb(image, f, size).0).collect();
-        self.predict(&crops, device)
-    }
-
     /// Conv layers an explainer may take activations from, best first.
     pub fn cam_layers(&self) -> Vec<String> {
         match (&self.net, &self.spec.arch) {

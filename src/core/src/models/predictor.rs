@@ -97,15 +97,6 @@ impl Predictor {
         }
     }
 
-    pub fn predict_faces(&self, image: &RgbImage, faces: &[Face], device: &Device) -> Result<Vec<Vec<f32>>, CoreError> {
-        match self {
-            Predictor::Net(m) => m.predict_faces(image, faces, device),
-            Predictor::Teacher(t) => t.predict_faces(faces),
-        }
-    }
-}
-
-impl Predictor {
     /// AU probabilities for faces of several frames in one batch (one row
     /// per face, in order): the engine batches across frames this way.
     pub fn predict_batch(&self, faces: &[(&RgbImage, &Face)], device: &Device) -> Result<Vec<Vec<f32>>, CoreError> {

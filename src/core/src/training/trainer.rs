@@ -35,6 +35,7 @@ use super::metrics::{Evaluation, evaluate};
 use super::prepare::Prepared;
 use super::regions::region_maps;
 use crate::error::CoreError;
+use crate::files::{atomic_write, io_err};
 use crate::jobs::Job;
 use crate::models::blocks::Trace;
 use crate::models::piap::PiapStage;
@@ -209,17 +210,6 @@ impl RunFiles {
     pub fn teacher(&self) -> PathBuf { self.dir.join("teacher.bpk") }
     fn teacher_optim(&self) -> PathBuf { self.dir.join("teacher-optimizer.bpk") }
     pub fn metrics(&self) -> PathBuf { self.dir.join("metrics.json") }
-}
-
-/// Write via a temporary file and rename, so a crash never leaves a torn file.
-fn atomic_write(path: &Path, write: impl FnOnce(&Path) -> Result<(), CoreError>) -> Result<(), CoreError> {
-    let tmp = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or("")));
-    write(&tmp)?;
-    std::fs::rename(&tmp, path).map_err(|e| CoreError::Io { path: path.to_path_buf(), reason: e.to_string() })
-}
-
-pub(crate) fn io_err(path: &Path, e: impl std::fmt::Display) -> CoreError {
-    CoreError::Io { path: path.to_path_buf(), reason: e.to_string() }
 }
 
 /// Batches of model inputs (plus per-face landmarks) from prepared faces.
