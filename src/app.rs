@@ -315,7 +315,6 @@ impl AuscopeApp {
             detector: self.detector,
             every: self.correlation.every.max(1),
             labels: self.correlation.labels.clone(),
-            predict_only: false,
         };
         match crate::correlation_job::spawn(spec, self.worker.device.clone()) {
             Ok(job) => self.correlation.started(job),
@@ -326,6 +325,11 @@ impl AuscopeApp {
     /// Width and height of the frame on screen.
     pub fn frame_size(&self) -> Option<(u32, u32)> {
         self.shown.as_ref().map(|s| s.analyzed.frame.image.dimensions())
+    }
+
+    /// Frames of the open media (0: none open).
+    pub fn frame_count(&self) -> usize {
+        self.source.as_ref().map_or(0, |s| s.frame_count)
     }
 
     /// Faces in the frame on screen.
@@ -380,6 +384,17 @@ impl AuscopeApp {
         self.model_request.as_ref()
     }
 
+    /// The label key of each face on screen (its index in the project's
+    /// stored analysis; see `Review::face_keys`).
+    fn face_keys(&self) -> Vec<usize> {
+        self.shown.as_ref().map(|s| self.review.face_keys(s.analyzed.frame.id.index, &s.analyzed.faces)).unwrap_or_default()
+    }
+
+    /// The label key of the selected face.
+    fn selected_key(&self) -> Option<usize> {
+        self.selected_face.and_then(|i| self.face_keys().get(i).copied())
+    }
+
     /// Frame index on screen.
     pub fn shown_frame(&self) -> Option<usize> {
         self.shown.as_ref().map(|s| s.analyzed.frame.id.index)
@@ -402,7 +417,7 @@ impl AuscopeApp {
         match action {
             Some(crate::review_ui::ReviewAction::Seek { frame, face }) => {
                 if self.shown.as_ref().is_some_and(|s| s.analyzed.frame.id.index == frame) {
-                    self.selected_face = Some(face);
+                    self.selected_face = self.face_keys().iter().position(|&k| k == face).or(self.selected_face);
                 } else {
                     self.want_face = Some(face);
                 }
@@ -455,11 +470,15 @@ impl AuscopeApp {
                     match result {
                         Ok(analyzed) => {
                             let texture = frame_texture(ctx, &analyzed);
+                            let keys = self.review.face_keys(index, &analyzed.faces);
                             if let Some(Ok(probs)) = &analyzed.aus {
-                                self.review.on_predictions(index, probs);
+                                self.review.on_predictions(index, &keys, probs);
                             }
                             let n = analyzed.faces.len();
-                            self.selected_face = self.want_face.take().filter(|&f| f < n).or((n > 0).then_some(0));
+                            // The face wanted (a label key), else the person followed, else the first.
+                            let followed = self.selected_key().and_then(|k| self.shown_frame().and_then(|f| self.review.identity(f, k)));
+                            let by_person = followed.and_then(|id| keys.iter().position(|&k| self.review.identity(index, k) == Some(id)));
+                            self.selected_face = self.want_face.take().and_then(|k| keys.iter().position(|&x| x == k)).or(by_person).or((n > 0).then_some(0));
                             self.shown = Some(Shown {
                                 analyzed,
                                 texture,
@@ -640,7 +659,8 @@ impl AuscopeApp {
                 self.go_to(index);
             }
         });
-        if let Some(frame) = self.review.tracks_ui(ui, self.wanted) {
+        let follow = self.selected_key().and_then(|k| self.shown_frame().and_then(|f| self.review.identity(f, k)));
+        if let Some(frame) = self.review.tracks_ui(ui, self.wanted, follow) {
             self.go_to(frame);
         }
     }
@@ -671,7 +691,8 @@ impl AuscopeApp {
         }
         if let Some(shown) = &self.shown {
             let frame = shown.analyzed.frame.id.index;
-            let action = self.review.keys(ctx, frame, self.selected_face);
+            let key = self.selected_key();
+            let action = self.review.keys(ctx, frame, key);
             self.on_review(action);
         }
     }
@@ -687,11 +708,18 @@ impl AuscopeApp {
             ui.label("No face found in this frame.");
             return;
         }
+        let frame = shown.analyzed.frame.id.index;
+        let keys = self.review.face_keys(frame, faces);
+        let video = self.source.as_ref().is_some_and(|s| s.frame_count > 1);
         for (i, face) in faces.iter().enumerate() {
             let b = face.box_xywh();
+            // The person from the stored analysis (merges included), else
+            // the live track; a still has no people to follow.
+            let person = keys.get(i).and_then(|&k| self.review.identity(frame, k)).or(face.track).filter(|_| video);
             let text = format!(
-                "Face {}  score {:.2}  {:.0}x{:.0} px",
+                "Face {}{}  score {:.2}  {:.0}x{:.0} px",
                 i + 1,
+                person.map(|p| format!("  person {p}")).unwrap_or_default(),
                 face.detection.score,
                 b[2],
                 b[3]
@@ -704,12 +732,12 @@ impl AuscopeApp {
             }
         }
         let selected = self.selected_face.filter(|&i| i < faces.len());
-        let frame = shown.analyzed.frame.id.index;
         let review = &mut self.review;
-        au_panel_ui(ui, self.model.as_ref(), self.model_loading, &shown.analyzed, selected, &mut |ui, face| review.au_table_ui(ui, frame, face));
+        au_panel_ui(ui, self.model.as_ref(), self.model_loading, &shown.analyzed, selected, &mut |ui, face| review.au_table_ui(ui, frame, keys.get(face).copied().unwrap_or(face)));
         // Reviewing needs a model's AUs to label.
         if self.model.is_some() {
-            let action = self.review.panel_ui(ui, frame, selected, self.model_request.as_ref(), &self.worker.device);
+            let key = selected.and_then(|i| keys.get(i).copied());
+            let action = self.review.panel_ui(ui, frame, key, self.model_request.as_ref(), &self.worker.device);
             self.on_review(action);
         }
         let wanted = self.explain_wanted();

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use auscope_core::analysis::{Engine, EngineConfig};
 use auscope_core::explain::video::{
-    FaceLabels, FrameLabels, VideoAus, VideoCorrelation, coder_labels_for_video, labels_for_video, labels_of_predicted_faces, predict_video, video_correlation,
+    FaceLabels, FrameLabels, VideoCorrelation, coder_labels_for_video, labels_for_video, labels_of_predicted_faces, predict_video, video_correlation,
 };
 use auscope_core::face::{DetectorKind, FacePipeline};
 use auscope_core::jobs::Job;
@@ -29,9 +29,6 @@ pub struct CorrelationSpec {
     pub every: usize,
     /// Labels to compare the predictions with (None: predictions only).
     pub labels: Option<LabelSource>,
-    /// Only predict (the review's "Predict all frames"): the result is
-    /// `Predicted`, no matrices.
-    pub predict_only: bool,
 }
 
 /// Where the labels of a video correlation come from.
@@ -54,8 +51,6 @@ pub enum JobEvent {
     Progress { done: usize, total: usize },
     /// The matrices, and the sampled frames left out (no face, decode error).
     Done(Result<(VideoCorrelation, Vec<String>), String>),
-    /// The predictions of a `predict_only` job.
-    Predicted(Result<VideoAus, String>),
 }
 
 /// A video pass on its own thread (`auscope-correlation`), with its events.
@@ -76,7 +71,7 @@ pub fn spawn(spec: CorrelationSpec, device: Device) -> std::io::Result<Correlati
 
 /// The final event; None when cancelled.
 fn run(spec: &CorrelationSpec, device: &Device, stop: &AtomicBool, progress: &mut dyn FnMut(usize, usize)) -> Option<JobEvent> {
-    let fail = |e: String| Some(if spec.predict_only { JobEvent::Predicted(Err(e)) } else { JobEvent::Done(Err(e)) });
+    let fail = |e: String| Some(JobEvent::Done(Err(e)));
     let prepared = (|| {
         let model = open_predictor(spec.model.kind, ModelFiles { weights: spec.model.weights.as_deref(), ..ModelFiles::default() }, device)?;
         // The labels first, so a wrong file fails before minutes of frames.
@@ -106,7 +101,6 @@ fn run(spec: &CorrelationSpec, device: &Device, stop: &AtomicBool, progress: &mu
     match predicted {
         Ok(None) => None,
         Err(e) => fail(e.to_string()),
-        Ok(Some(p)) if spec.predict_only => Some(JobEvent::Predicted(Ok(p))),
         Ok(Some(p)) => {
             let labels = labels.map(|l| match l {
                 Labels::Frames(aus, by_frame) => (aus, by_frame),

@@ -47,7 +47,6 @@ impl CorrelationPanel {
                     self.job = None;
                     return false;
                 }
-                JobEvent::Predicted(_) => {}
             }
         }
         true

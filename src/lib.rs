@@ -1,5 +1,6 @@
 //! auscope's GUI shell over `auscope_core`: window, viewer, timeline, panels.
 
+pub mod analysis_job;
 pub mod app;
 pub mod correlation_job;
 pub mod correlation_ui;

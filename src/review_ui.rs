@@ -1,6 +1,7 @@
 //! The coder's review in the window: the AU table with prediction,
 //! confidence and label, the review keys, the AU timeline tracks, the
-//! queue of faces to look at, label import/export, agreement, and the
+//! queue of faces to look at, "Analyse video" (the engine's results kept in
+//! the project), track identities, label import/export, agreement, and the
 //! fine-tune section. Labels live in the media's project file (core
 //! `annotations`); this module only draws and forwards.
 //!
@@ -22,7 +23,11 @@ use auscope_core::training::finetune::{self, FinetuneJob, FinetuneSpec, list_ver
 use burn::tensor::Device;
 use eframe::egui::{self, Color32, Key, Sense, Vec2};
 
-use crate::correlation_job::{CorrelationJob, CorrelationSpec, JobEvent};
+use auscope_core::analysis::project::ProjectOutcome;
+use auscope_core::annotations::analysed::AnalysisProgress;
+use auscope_core::face::Face;
+
+use crate::analysis_job::{AnalysisEvent, AnalysisJob, AnalysisSpec};
 use crate::finetune_ui::{FinetuneAction, FinetunePanel};
 use crate::worker::ModelRequest;
 
@@ -42,10 +47,17 @@ struct Unsaved {
 }
 
 /// What the window derives from the index: the queue and, per AU, each
-/// frame's (probability, coder's occurrence).
+/// frame's (probability, coder's occurrence) of the identity followed.
 struct Derived {
     queue: Vec<QueueEntry>,
     tracks: Vec<Vec<(Option<f32>, Option<bool>)>>,
+}
+
+/// What the loading thread reads.
+struct Loaded {
+    index: ReviewIndex,
+    coders: Vec<String>,
+    analysis: Option<AnalysisProgress>,
 }
 
 pub struct Review {
@@ -69,9 +81,13 @@ pub struct Review {
     /// The queue and the timeline tracks, recomputed after a change.
     derived: Option<Derived>,
     /// The labels being read in the background.
-    loading: Option<std::sync::mpsc::Receiver<Result<(ReviewIndex, Vec<String>), String>>>,
-    predict: Option<CorrelationJob>,
-    predict_progress: (usize, usize),
+    loading: Option<std::sync::mpsc::Receiver<Result<Loaded, String>>>,
+    /// The stored analysis' progress (None: never analysed).
+    analysis: Option<AnalysisProgress>,
+    analysing: Option<AnalysisJob>,
+    analysis_progress: (usize, usize),
+    /// The identity the timeline follows (None: each frame's first face).
+    follow: Option<u32>,
     agreement: Option<Result<(String, Vec<AuAgreement>), String>>,
     /// A passing message (what an import or export did).
     pub notice: Option<String>,
@@ -98,8 +114,10 @@ impl Default for Review {
             band: 0.15,
             derived: None,
             loading: None,
-            predict: None,
-            predict_progress: (0, 0),
+            analysis: None,
+            analysing: None,
+            analysis_progress: (0, 0),
+            follow: None,
             agreement: None,
             notice: None,
             finetune: FinetunePanel::default(),
@@ -110,18 +128,7 @@ impl Default for Review {
 /// The name a model's predictions are stored under: the kind, plus the
 /// version or file name when it does not run on its base weights.
 pub fn model_who(request: &ModelRequest) -> String {
-    match &request.weights {
-        None => request.kind.name().to_string(),
-        Some(p) => {
-            let file = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let name = if file == "model.bpk" {
-                p.parent().and_then(|d| d.file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or(file)
-            } else {
-                file
-            };
-            format!("{}:{name}", request.kind.name())
-        }
-    }
+    request.kind.stored_name(request.weights.as_deref())
 }
 
 impl Review {
@@ -157,7 +164,8 @@ impl Review {
         self.rescue();
         self.media = Some(media.to_path_buf());
         self.frames = frames;
-        self.predict = None;
+        self.analysing = None;
+        self.analysis = None;
         self.agreement = None;
         self.finetune.result = None;
         self.index.predictions.clear();
@@ -204,10 +212,10 @@ impl Review {
         self.reload();
     }
 
-    /// Reread the coder's labels (and stored predictions) from the project,
-    /// on a named thread with its own connection: a project with 100,000
-    /// labelled frames takes seconds (docs/benchmarks.md). Edits wait until
-    /// it is in.
+    /// Reread the coder's labels and the stored analysis from the project,
+    /// on a named thread with its own connection, so the window never waits
+    /// on it (docs/benchmarks.md: well under a second at 100,000 frames).
+    /// Edits wait until it is in.
     fn reload(&mut self) {
         let aus = self.index.aus.clone();
         let seen = std::mem::take(&mut self.index.predictions);
@@ -222,7 +230,9 @@ impl Review {
         let (path, model, coder) = (s.path().to_path_buf(), self.model_who.clone(), self.coder.clone());
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let spawned = std::thread::Builder::new().name("auscope-labels".into()).spawn(move || {
-            let loaded = Store::open(&path).and_then(|store| Ok((ReviewIndex::load(&store, &aus, model.as_deref(), &coder)?, store.who(Source::Coder)?)));
+            let loaded = Store::open(&path).and_then(|store| {
+                Ok(Loaded { index: ReviewIndex::load(&store, &aus, model.as_deref(), &coder)?, coders: store.who(Source::Coder)?, analysis: store.analysis()? })
+            });
             let _ = tx.send(loaded.map_err(|e| e.to_string()));
         });
         match spawned {
@@ -236,9 +246,30 @@ impl Review {
         self.loading.is_some()
     }
 
-    /// The model's probabilities of the faces of a frame on screen.
-    pub fn on_predictions(&mut self, frame: usize, probs: &[Vec<f32>]) {
-        for (face, p) in probs.iter().enumerate() {
+    /// The label key (index in the stored analysis) of each face the
+    /// viewer found in `frame`: faces are matched to the stored ones by
+    /// box, those the analysis does not have come after them.
+    pub fn face_keys(&self, frame: usize, faces: &[Face]) -> Vec<usize> {
+        let stored = self.index.faces.range((frame, 0)..(frame + 1, 0)).count();
+        let mut extra = stored;
+        let mut taken = Vec::with_capacity(faces.len());
+        for f in faces {
+            let key = self.index.stored_index(frame, f.box_xywh()).filter(|k| !taken.contains(k)).unwrap_or_else(|| {
+                extra += 1;
+                extra - 1
+            });
+            taken.push(key);
+        }
+        taken
+    }
+
+    /// The model's probabilities of the faces of a frame on screen, with
+    /// their label keys ([`Self::face_keys`]). Stored probabilities win.
+    pub fn on_predictions(&mut self, frame: usize, keys: &[usize], probs: &[Vec<f32>]) {
+        for (&face, p) in keys.iter().zip(probs) {
+            if self.index.faces.contains_key(&(frame, face)) && self.index.predictions.contains_key(&(frame, face)) {
+                continue;
+            }
             if p.len() == self.index.aus.len() && self.index.predictions.get(&(frame, face)) != Some(p) {
                 self.index.predictions.insert((frame, face), p.clone());
                 self.derived = None;
@@ -366,11 +397,45 @@ impl Review {
     }
 
     fn derived(&mut self) -> &Derived {
-        let (index, band, au_on, frames) = (&self.index, self.band, &self.au_on, self.frames);
+        let (index, band, au_on, frames, follow) = (&self.index, self.band, &self.au_on, self.frames, self.follow);
         self.derived.get_or_insert_with(|| Derived {
             queue: index.queue(band, Some(au_on)),
-            tracks: (0..index.aus.len()).map(|j| index.track(j, frames)).collect(),
+            tracks: index.tracks(frames, follow),
         })
+    }
+
+    /// The identity (person) of face `face` of `frame` in the stored analysis.
+    pub fn identity(&self, frame: usize, face: usize) -> Option<u32> {
+        self.index.identity((frame, face))
+    }
+
+    /// Merge the identity of `face` of `frame` with identity `other`.
+    fn merge(&mut self, frame: usize, face: usize, other: u32) {
+        let Some(track) = self.index.faces.get(&(frame, face)).map(|f| f.track) else { return };
+        let Some(store) = self.ensure_store() else { return };
+        let result = store.merge_tracks(track, other).and_then(|keep| Ok((keep, store.identities()?)));
+        match result {
+            Ok((keep, ids)) => {
+                self.index.identities = ids;
+                self.derived = None;
+                self.notice = Some(format!("person {other} and this face's person are now one: person {keep}"));
+            }
+            Err(e) => self.problem = Some(e.to_string()),
+        }
+    }
+
+    /// Undo a merge for the track of `face` of `frame`.
+    fn separate(&mut self, frame: usize, face: usize) {
+        let Some(track) = self.index.faces.get(&(frame, face)).map(|f| f.track) else { return };
+        let Some(store) = self.ensure_store() else { return };
+        match store.separate_track(track).and_then(|_| store.identities()) {
+            Ok(ids) => {
+                self.index.identities = ids;
+                self.derived = None;
+                self.notice = Some(format!("track {track} is its own person again"));
+            }
+            Err(e) => self.problem = Some(e.to_string()),
+        }
     }
 
     fn queue(&mut self) -> &[QueueEntry] {
@@ -594,27 +659,14 @@ impl Review {
                     Reason::Unsure { au, p } => format!("Here the model is unsure of {au} (p = {p:.2})"),
                 });
             }
-            let predicted = self.index.predictions.len();
-            let mut cancel = false;
-            if self.predict.is_some() {
-                ui.horizontal(|ui| {
-                    let (d, t) = self.predict_progress;
-                    ui.add(egui::ProgressBar::new(if t > 0 { d as f32 / t as f32 } else { 0.0 }).desired_width(160.0).text(format!("predicting {d}/{t}")));
-                    cancel = ui.button("Cancel").clicked();
-                });
-            } else if let Some(m) = model
-                && self.frames > 1
-                && ui
-                    .button(format!("Predict every frame ({predicted}/{} done)", self.frames))
-                    .on_hover_text("Run the model on every frame in the background, for the timeline and the queue")
-                    .clicked()
-            {
-                self.start_predictions(m, device);
-            }
-            if cancel {
-                // Dropping the job cancels it.
-                self.predict = None;
-            }
+        }
+        if let Some(m) = model
+            && self.frames > 1
+        {
+            self.analysis_ui(ui, m, device);
+        }
+        if let Some(f) = face {
+            self.identity_ui(ui, frame, f);
         }
         ui.horizontal(|ui| {
             if ui.button("Import labels…").on_hover_text("An OpenFace CSV, or auscope's label CSV/JSON").clicked()
@@ -659,6 +711,81 @@ impl Review {
             action = action.or(self.finetune_action(a, model, device));
         }
         action
+    }
+
+    /// "Analyse video": start, follow, stop or continue the stored analysis.
+    fn analysis_ui(&mut self, ui: &mut egui::Ui, model: &ModelRequest, device: &Device) {
+        let who = model_who(model);
+        if self.analysing.is_some() {
+            let mut stop = false;
+            ui.horizontal(|ui| {
+                let (d, t) = self.analysis_progress;
+                ui.add(egui::ProgressBar::new(if t > 0 { d as f32 / t as f32 } else { 0.0 }).desired_width(160.0).text(format!("analysing {d}/{t}")));
+                stop = ui.button("Stop").on_hover_text("Stop after the frames in flight; Continue picks up from there").clicked();
+            });
+            if stop {
+                // Dropping the job stops it at its next commit.
+                self.analysing = None;
+                self.reload();
+            }
+            return;
+        }
+        let state = self.analysis.as_ref().filter(|a| a.models == [who.clone()]);
+        let (text, hover) = match state {
+            Some(a) if a.finished => {
+                let mut done = format!("Analysed with {who}: {} frames, kept in the project", a.next);
+                if let Some(at) = a.broke_off_at {
+                    done += &format!(" (the video breaks off at frame {at})");
+                }
+                ui.weak(done);
+                return;
+            }
+            Some(a) => (format!("Continue analysis (frame {} of {})", a.next, a.total), "Go on from where the analysis stopped"),
+            None => (
+                "Analyse video".to_string(),
+                "Track every face through the video and run the model on every frame in the background. The results are kept in the project, so the video opens with its timeline next time",
+            ),
+        };
+        if ui.button(text).on_hover_text(hover).clicked() {
+            self.start_analysis(model, device);
+        }
+    }
+
+    /// The person (track identity) of the selected face, and merging it
+    /// with another person the tracker kept apart.
+    fn identity_ui(&mut self, ui: &mut egui::Ui, frame: usize, face: usize) {
+        let Some(track) = self.index.faces.get(&(frame, face)).map(|f| f.track) else { return };
+        let id = self.index.identity_of(track);
+        let people = self.index.people();
+        let mut merge = None;
+        let mut separate = false;
+        ui.horizontal(|ui| {
+            ui.label(if id == track { format!("Person {id}") } else { format!("Person {id} (track {track}, merged)") });
+            if id != track && ui.button("Separate").on_hover_text("This track is its own person again").clicked() {
+                separate = true;
+            }
+        });
+        let others: Vec<&(u32, Vec<u32>, usize)> = people.iter().filter(|p| p.0 != id).collect();
+        if !others.is_empty() {
+            egui::CollapsingHeader::new("Same person as…")
+                .id_salt("merge-person")
+                .show(ui, |ui| {
+                    ui.weak("The tracker lost this face and found it again as a new track? Merge it into the person it is:");
+                    ui.horizontal_wrapped(|ui| {
+                        for (other, _, frames) in others {
+                            if ui.button(format!("person {other} ({frames} frames)")).clicked() {
+                                merge = Some(*other);
+                            }
+                        }
+                    });
+                });
+        }
+        if let Some(other) = merge {
+            self.merge(frame, face, other);
+        }
+        if separate {
+            self.separate(frame, face);
+        }
     }
 
     /// Why fine-tuning cannot start (None: it can).
@@ -713,13 +840,14 @@ impl Review {
         {
             self.loading = None;
             match loaded {
-                Ok((mut ix, coders)) => {
+                Ok(Loaded { index: mut ix, coders, analysis }) => {
                     // Predictions of frames seen meanwhile stay.
                     for (k, v) in std::mem::take(&mut self.index.predictions) {
                         ix.predictions.entry(k).or_insert(v);
                     }
                     self.index = ix;
                     self.coders = coders;
+                    self.analysis = analysis;
                     self.derived = None;
                 }
                 Err(e) => self.problem = Some(format!("reading the labels: {e}")),
@@ -731,51 +859,66 @@ impl Review {
         {
             self.finetune.versions = list_versions(s.path(), kind);
         }
-        let mut done = None;
-        if let Some(job) = &self.predict {
+        let mut finished = None;
+        if let Some(job) = &self.analysing {
             while let Ok(ev) = job.events.try_recv() {
                 match ev {
-                    JobEvent::Progress { done, total } => self.predict_progress = (done, total),
-                    JobEvent::Predicted(r) => done = Some(r),
-                    JobEvent::Done(_) => {}
+                    AnalysisEvent::Stored { done, total, rows } => {
+                        self.analysis_progress = (done, total);
+                        for (key, face, probs) in rows {
+                            self.index.faces.insert(key, face);
+                            if probs.len() == self.index.aus.len() {
+                                self.index.predictions.insert(key, probs);
+                            }
+                        }
+                        self.derived = None;
+                    }
+                    AnalysisEvent::Finished(r) => finished = Some(r),
                 }
             }
         }
-        if let Some(r) = done {
-            self.predict = None;
+        if let Some(r) = finished {
+            self.analysing = None;
             match r {
-                Ok(p) if p.aus == self.index.aus => {
-                    let keys: Vec<(usize, usize)> = p.frames.keys().map(|&frame| (frame, p.faces.get(&frame).copied().unwrap_or(0))).collect();
-                    for (key, probs) in keys.iter().zip(p.frames.values()) {
-                        self.index.predictions.insert(*key, probs.clone());
+                Ok(ProjectOutcome::Done { frames, failed, resumed_from, broke_off_at }) => {
+                    let mut n = format!("analysed {frames} frames");
+                    if let Some(f) = resumed_from {
+                        n += &format!(" (continued from frame {f})");
                     }
-                    let rows = self.index.prediction_rows(keys);
-                    self.derived = None;
-                    let who = self.model_who.clone();
-                    if let (Some(who), Some(s)) = (who, self.ensure_store())
-                        && let Err(e) = s.put_predictions(&who, &rows)
-                    {
-                        self.problem = Some(e.to_string());
+                    if failed > 0 {
+                        n += &format!("; {failed} could not be analysed");
                     }
-                    self.notice = Some(format!("predicted {} frames ({} without a face)", p.frames.len(), p.skipped.len()));
+                    if let Some(at) = broke_off_at {
+                        n += &format!("; the video breaks off at frame {at}");
+                    }
+                    self.notice = Some(n);
                 }
-                Ok(_) => {}
-                Err(e) => self.problem = Some(format!("predicting every frame: {e}")),
+                Ok(ProjectOutcome::AlreadyDone { frames }) => self.notice = Some(format!("already analysed ({frames} frames)")),
+                Ok(ProjectOutcome::Stopped { at }) => self.notice = Some(format!("analysis stopped at frame {at}")),
+                Err(e) => self.problem = Some(format!("analysing the video: {e}")),
             }
+            self.ensure_store();
+            self.reload();
         }
-        self.finetune.running() || self.predict.is_some() || self.loading.is_some()
+        self.finetune.running() || self.analysing.is_some() || self.loading.is_some()
     }
 
-    pub fn start_predictions(&mut self, model: &ModelRequest, device: &Device) {
+    /// Analyse the video into its project with `model` (see `analysis_job`).
+    pub fn start_analysis(&mut self, model: &ModelRequest, device: &Device) {
         let Some(media) = self.media.clone() else { return };
-        let spec = CorrelationSpec { video: media, model: model.clone(), detector: Default::default(), every: 1, labels: None, predict_only: true };
-        match crate::correlation_job::spawn(spec, device.clone()) {
+        let spec = AnalysisSpec { video: media, model: model.clone(), detector: Default::default() };
+        match crate::analysis_job::spawn(spec, device.clone()) {
             Ok(job) => {
-                self.predict = Some(job);
-                self.predict_progress = (0, self.frames);
+                self.analysing = Some(job);
+                self.analysis_progress = (self.analysis.as_ref().map_or(0, |a| a.next), self.frames);
             }
-            Err(e) => self.problem = Some(format!("could not start the job: {e}")),
+            Err(e) => self.problem = Some(format!("could not start the analysis: {e}")),
         }
+    }
+
+    /// True while "Analyse video" runs.
+    pub fn analysing(&self) -> bool {
+        self.analysing.is_some()
     }
 
     pub fn import(&mut self, path: &Path) {
@@ -815,9 +958,15 @@ impl Review {
     /// One track per shown AU under the timeline: the model's probability
     /// (brightness) and the coder's labels (green present, red absent);
     /// click or drag to seek.
-    pub fn tracks_ui(&mut self, ui: &mut egui::Ui, current: usize) -> Option<usize> {
+    /// `follow`: the identity whose face the tracks show (None: each
+    /// frame's first face).
+    pub fn tracks_ui(&mut self, ui: &mut egui::Ui, current: usize, follow: Option<u32>) -> Option<usize> {
         if self.frames < 2 || self.index.aus.is_empty() {
             return None;
+        }
+        if self.follow != follow {
+            self.follow = follow;
+            self.derived = None;
         }
         let visible = self.visible();
         let name_w = 48.0;

@@ -270,3 +270,63 @@ fn an_output_that_cannot_be_written_is_a_clear_error_and_leaves_no_csv() {
     assert!(!run.status.success());
     assert!(err.contains("cannot create the output folder"), "{err}");
 }
+
+/// `auscope analyze --project` on `clip`, as a child process.
+fn analyze_into_project(clip: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_auscope"));
+    c.args(["analyze", &clip.display().to_string(), "--model", "blendshape-baseline", "--device", "cpu", "--quiet", "--project"]);
+    c
+}
+
+#[test]
+fn a_killed_analysis_into_the_project_continues_and_stores_what_an_uninterrupted_run_does() {
+    use auscope_core::annotations::review::ReviewIndex;
+    use auscope_core::annotations::store::{Store, project_path};
+    let dir = scratch("analyze-project");
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    std::fs::create_dir_all(&a).expect("dir");
+    std::fs::create_dir_all(&b).expect("dir");
+    let whole = copy_in(&a, &video("WolfgangLanger_Pexels.mp4"));
+    let killed = copy_in(&b, &video("WolfgangLanger_Pexels.mp4"));
+    let run = analyze_into_project(&whole).output().expect("run");
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(String::from_utf8_lossy(&run.stderr).contains(".auscope"), "{}", String::from_utf8_lossy(&run.stderr));
+
+    // Kill the second run once part of the video is stored.
+    let mut child = analyze_into_project(&killed).spawn().expect("spawn");
+    let project = project_path(&killed);
+    let stored = || Store::open(&project).ok().and_then(|s| s.analysis().ok().flatten());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !stored().is_some_and(|p| p.next > 0) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().expect("kill");
+    let _ = child.wait();
+    let at_kill = stored().expect("progress stored before the kill");
+    assert!(at_kill.next > 0 && !at_kill.finished, "killed part-way: {at_kill:?}");
+    let resumed = analyze_into_project(&killed).output().expect("run");
+    let err = String::from_utf8_lossy(&resumed.stderr);
+    assert!(resumed.status.success(), "{err}");
+    assert!(err.contains("resumed at frame"), "{err}");
+
+    let (sa, sb) = (Store::open(&project_path(&whole)).expect("a"), Store::open(&project).expect("b"));
+    let (pa, pb) = (sa.analysis().expect("a").expect("a analysed"), sb.analysis().expect("b").expect("b analysed"));
+    assert!(pa.finished && pb.finished);
+    assert_eq!((pa.next, pb.next), (472, 472));
+    let (fa, fb) = (sa.analysed_frames(0, 472).expect("a"), sb.analysed_frames(0, 472).expect("b"));
+    assert_eq!(fa.len(), 472);
+    assert!(fa.iter().all(|f| f.error.is_none() && f.faces.iter().all(|x| !x.aus[0].is_empty() && x.landmarks.len() == 478)), "every frame with its faces' AUs and mesh");
+    assert!(fa == fb, "the continued run stored other results than the uninterrupted one");
+    // What the window reads when the video is opened again: every frame's face and probabilities.
+    let aus = sa.analysed_models().expect("models")[0].aus.clone();
+    let index = ReviewIndex::load(&sb, &aus, Some("blendshape-baseline"), "nobody").expect("index");
+    let faces: usize = fb.iter().map(|f| f.faces.len()).sum();
+    assert!(faces >= 400, "{faces} faces in 472 frames");
+    assert_eq!((index.faces.len(), index.predictions.len()), (faces, faces));
+    let f = fb.iter().find(|f| !f.faces.is_empty()).expect("a face");
+    assert_eq!(index.predictions[&(f.frame, 0)], f.faces[0].aus[0]);
+    // Analysed with these settings: skipped.
+    let again = analyze_into_project(&killed).output().expect("run");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already analysed"), "{}", String::from_utf8_lossy(&again.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
+}

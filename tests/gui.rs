@@ -527,3 +527,63 @@ fn edits_a_newer_project_refuses_stay_in_memory_and_are_written_to_a_label_file(
     assert_eq!(std::fs::read(&project).expect("read"), before, "the newer project is left unchanged");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn analysing_a_video_keeps_every_frame_in_the_project_and_a_coder_merges_two_tracks() {
+    use auscope_core::annotations::store::{Store, project_path};
+    use auscope_core::models::PredictorKind;
+    let dir = scratch("gui-analyse");
+    // A face, a second of empty scene, the face again: two tracks.
+    let clip = dir.join("twice.mp4");
+    let one = video("single_face.mp4").display().to_string();
+    let made = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-i", &one, "-f", "lavfi", "-i", "color=black:s=640x360:r=30:d=1", "-i", &one, "-filter_complex"])
+        .arg("[0:v]setsar=1[a];[1:v]setsar=1[b];[2:v]setsar=1[c];[a][b][c]concat=n=3:v=1[v]")
+        .args(["-map", "[v]", "-pix_fmt", "yuv420p"])
+        .arg(&clip)
+        .output()
+        .expect("ffmpeg");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let mut harness = harness_with(clip.clone());
+    harness.state_mut().set_show_timings(false);
+    wait_for_frame(&mut harness);
+    harness.state_mut().set_model(Some(PredictorKind::BlendshapeBaseline), None);
+    step_until(&mut harness, "AUs shown", |app| app.selected_aus().is_some());
+    step_until(&mut harness, "labels read", |app| !app.review().loading());
+    harness.get_by_label("Analyse video").click_accesskit();
+    step_until(&mut harness, "analysis started", |app| app.review().analysing());
+    step_until(&mut harness, "analysis finished", |app| !app.review().analysing() && !app.review().loading());
+    let frames = harness.state().frame_count();
+    harness.get_by_label_contains(&format!("analysed {frames} frames"));
+    harness.get_by_label_contains(&format!("Analysed with blendshape-baseline: {frames} frames"));
+    let store = Store::open(&project_path(&clip)).expect("project");
+    let progress = store.analysis().expect("read").expect("analysed");
+    assert!(progress.finished && progress.next == frames, "{progress:?}");
+    let people = harness.state().review().index().people();
+    assert_eq!(people.iter().map(|p| p.0).collect::<Vec<_>>(), vec![0, 1], "the face that came back is a new track: {people:?}");
+    drop(harness);
+
+    // Opened again: the whole timeline is there before any frame is predicted.
+    let mut harness = harness_with(clip.clone());
+    harness.state_mut().set_show_timings(false);
+    wait_for_frame(&mut harness);
+    harness.state_mut().set_model(Some(PredictorKind::BlendshapeBaseline), None);
+    step_until(&mut harness, "labels read", |app| app.review().index().predictions.len() >= 140 && !app.review().loading());
+    // On a frame of the second track, the coder says it is the first person.
+    harness.state_mut().seek(frames - 10);
+    step_until(&mut harness, "frame shown", |app| app.shown_frame() == Some(frames - 10) && app.selected_aus().is_some());
+    harness.get_by_label_contains("person 1");
+    harness.get_by_label("Same person as…").click_accesskit();
+    harness.step();
+    harness.step();
+    harness.get_by_label_contains("person 0 (").click_accesskit();
+    harness.step();
+    harness.step();
+    assert_eq!(Store::open(&project_path(&clip)).expect("project").identities().expect("ids"), std::collections::BTreeMap::from([(1, 0)]));
+    harness.get_by_label_contains("Person 0 (track 1, merged)");
+    assert_eq!(harness.state().review().index().people().len(), 1, "one person now");
+    harness.get_by_label("Separate").click_accesskit();
+    harness.step();
+    assert!(Store::open(&project_path(&clip)).expect("project").identities().expect("ids").is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,13 +1,17 @@
-//! `auscope analyze`: videos and image folders to one CSV each, through the
-//! core's analysis engine, with a progress bar per file and in total.
+//! `auscope analyze`: videos and image folders to one CSV each (or into
+//! each one's project with `--project`), through the core's analysis
+//! engine, with a progress bar per file and in total.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Context;
 use auscope_core::analysis::corpus::{FileOutcome, Input, ModelInfo, Settings, Shard, analyse_file, collect_inputs};
+use auscope_core::analysis::project::{ProjectOutcome, analyse_into_project};
 use auscope_core::analysis::table::{ModelColumns, Table};
+use auscope_core::annotations::analysed::StoredModel;
+use auscope_core::annotations::store::Store;
 use auscope_core::analysis::{Engine, EngineConfig, TrackerConfig};
 use auscope_core::face::{DetectorKind, FacePipeline};
 use auscope_core::models::{ModelFiles, PredictorKind, open_predictor};
@@ -24,8 +28,12 @@ pub struct Args {
     #[arg(long = "model", required = true)]
     pub models: Vec<String>,
     /// Output folder: <name>.csv and <name>.json per input.
+    #[arg(long, required_unless_present = "project", conflicts_with = "project")]
+    pub out: Option<PathBuf>,
+    /// Store the results in each input's project (<input>.auscope next to
+    /// it, as the window's "Analyse video") instead of CSV files.
     #[arg(long)]
-    pub out: PathBuf,
+    pub project: bool,
     /// Files analysed at a time.
     #[arg(long, default_value_t = 1)]
     pub jobs: usize,
@@ -57,11 +65,14 @@ pub fn run(args: Args, device: DeviceChoice) -> anyhow::Result<()> {
     if files.is_empty() {
         anyhow::bail!("no video or image to analyse");
     }
-    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create the output folder {}", args.out.display()))?;
+    if let Some(out) = &args.out {
+        std::fs::create_dir_all(out).with_context(|| format!("cannot create the output folder {}", out.display()))?;
+    }
     let compute = Compute::init(device)?;
     eprintln!("device: {}", compute.status_line());
     let mut models = Vec::new();
     let mut infos = Vec::new();
+    let mut stored = Vec::new();
     for spec in &args.models {
         let (name, weights) = match spec.split_once('=') {
             Some((n, w)) => (n, Some(PathBuf::from(w))),
@@ -71,6 +82,7 @@ pub fn run(args: Args, device: DeviceChoice) -> anyhow::Result<()> {
         let files = ModelFiles { weights: weights.as_deref(), ..Default::default() };
         let model = open_predictor(kind, files, &compute.device).with_context(|| format!("model {spec}"))?;
         super::announce_weights(&model, kind, &files);
+        stored.push(StoredModel { who: kind.stored_name(weights.as_deref()), aus: model.aus().to_vec(), weights: model.source() });
         infos.push((ModelInfo { name: kind.name().into(), weights: model.source() }, ModelColumns { name: kind.name().into(), aus: model.aus().to_vec() }));
         models.push(model);
     }
@@ -100,7 +112,9 @@ pub fn run(args: Args, device: DeviceChoice) -> anyhow::Result<()> {
     };
     std::thread::scope(|scope| {
         for j in 0..args.jobs.clamp(1, files.len()) {
-            let (engine, files, next, failures, bars, total, file_style, settings, say, out) = (&engine, &files, &next, &failures, &bars, &total, &file_style, &settings, &say, &args.out);
+            let (engine, files, next, failures, bars, total, file_style, settings, say, out, stored) =
+                (&engine, &files, &next, &failures, &bars, &total, &file_style, &settings, &say, args.out.as_deref(), &stored);
+            let detector = args.detector;
             let worker = std::thread::Builder::new().name(format!("auscope-analyze-{j}")).spawn_scoped(scope, move || {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
@@ -108,29 +122,23 @@ pub fn run(args: Args, device: DeviceChoice) -> anyhow::Result<()> {
                     let bar = bars.insert_before(total, ProgressBar::new(0));
                     bar.set_style(file_style.clone());
                     bar.set_prefix(input.name.clone());
-                    let outcome = analyse_file(engine, input, out, settings, &mut |p| {
-                        bar.set_length(p.total as u64);
-                        bar.set_position(p.done as u64);
+                    let show = |done: usize, all: usize| {
+                        bar.set_length(all as u64);
+                        bar.set_position(done as u64);
                         true
-                    });
+                    };
+                    let outcome = match out {
+                        Some(out) => analyse_file(engine, input, out, settings, &mut |p| show(p.done, p.total)).map(|o| csv_line(input, out, o)),
+                        None => Store::open_for_media(&input.path)
+                            .and_then(|mut store| {
+                                let o = analyse_into_project(engine, &input.path, &mut store, stored, detector, &mut |c| show(c.done, c.total))?;
+                                Ok(project_line(input, &store, o))
+                            }),
+                    };
                     bar.finish_and_clear();
                     bars.remove(&bar);
                     match outcome {
-                        Ok(FileOutcome::Done { sidecar, resumed_from }) => {
-                            let mut line = format!("{}: {} frames -> {}", input.path.display(), sidecar.frames, out.join(format!("{}.csv", input.name)).display());
-                            if let Some(f) = resumed_from {
-                                line += &format!(" (resumed at frame {f})");
-                            }
-                            if sidecar.failed_frames > 0 {
-                                line += &format!("; {} frame(s) could not be analysed (rows with success 0)", sidecar.failed_frames);
-                            }
-                            if let Some(at) = sidecar.broke_off_at {
-                                line += &format!("; warning: the video breaks off at frame {at} (truncated or corrupt file?)");
-                            }
-                            say(line);
-                        }
-                        Ok(FileOutcome::AlreadyDone(_)) => say(format!("{}: already analysed with these settings, skipped", input.path.display())),
-                        Ok(FileOutcome::Stopped { at }) => say(format!("{}: stopped at frame {at}; run again to resume", input.path.display())),
+                        Ok(line) => say(line),
                         Err(e) => {
                             let line = format!("{}: {e}", input.path.display());
                             say(format!("error: {line}"));
@@ -153,4 +161,47 @@ pub fn run(args: Args, device: DeviceChoice) -> anyhow::Result<()> {
         anyhow::bail!("{} of {} file(s) failed:\n  {}", failures.len(), files.len(), failures.join("\n  "));
     }
     Ok(())
+}
+
+/// What a CSV run did, in one line.
+fn csv_line(input: &Input, out: &Path, outcome: FileOutcome) -> String {
+    match outcome {
+        FileOutcome::Done { sidecar, resumed_from } => {
+            let mut line = format!("{}: {} frames -> {}", input.path.display(), sidecar.frames, out.join(format!("{}.csv", input.name)).display());
+            if let Some(f) = resumed_from {
+                line += &format!(" (resumed at frame {f})");
+            }
+            if sidecar.failed_frames > 0 {
+                line += &format!("; {} frame(s) could not be analysed (rows with success 0)", sidecar.failed_frames);
+            }
+            if let Some(at) = sidecar.broke_off_at {
+                line += &format!("; warning: the video breaks off at frame {at} (truncated or corrupt file?)");
+            }
+            line
+        }
+        FileOutcome::AlreadyDone(_) => format!("{}: already analysed with these settings, skipped", input.path.display()),
+        FileOutcome::Stopped { at } => format!("{}: stopped at frame {at}; run again to resume", input.path.display()),
+    }
+}
+
+/// What a run into a project did, in one line.
+fn project_line(input: &Input, store: &Store, outcome: ProjectOutcome) -> String {
+    let project = store.path().display();
+    match outcome {
+        ProjectOutcome::Done { frames, failed, resumed_from, broke_off_at } => {
+            let mut line = format!("{}: {frames} frames -> {project}", input.path.display());
+            if let Some(f) = resumed_from {
+                line += &format!(" (resumed at frame {f})");
+            }
+            if failed > 0 {
+                line += &format!("; {failed} frame(s) could not be analysed");
+            }
+            if let Some(at) = broke_off_at {
+                line += &format!("; warning: the video breaks off at frame {at} (truncated or corrupt file?)");
+            }
+            line
+        }
+        ProjectOutcome::AlreadyDone { frames } => format!("{}: already analysed into {project} with these settings ({frames} frames), skipped", input.path.display()),
+        ProjectOutcome::Stopped { at } => format!("{}: stopped at frame {at}; run again to resume", input.path.display()),
+    }
 }

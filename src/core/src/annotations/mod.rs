@@ -1,13 +1,15 @@
 //! AU labels of one media file: a SQLite project file next to the media
 //! ([`store::Store`]), OpenFace CSV import/export ([`openface`]), plain
 //! CSV/JSON ([`plain`]), agreement between label sources ([`agreement`])
-//! and the review window's data ([`review`]).
+//! the analysis engine's stored per-frame results ([`analysed`]) and the
+//! review window's data ([`review`]).
 //!
 //! A label is per (frame, face, AU) and per source: a model's prediction
 //! (who = the model's name) or a coder's label (who = the coder's name).
 //! Coders' edits are undoable transactions; predictions are not.
 
 pub mod agreement;
+pub mod analysed;
 pub mod openface;
 pub mod plain;
 pub mod review;

@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 
+use super::analysed::FaceSummary;
 use super::store::{Change, Store};
 use super::{LabelKey, LabelValue, Source};
 use crate::error::CoreError;
@@ -29,6 +30,63 @@ pub struct ReviewIndex {
     pub predictions: BTreeMap<FaceKey, Vec<f32>>,
     /// The coder's labels per face and AU.
     pub coded: BTreeMap<FaceKey, BTreeMap<String, LabelValue>>,
+    /// The analysed faces stored in the project (track ids, boxes).
+    pub faces: BTreeMap<FaceKey, FaceSummary>,
+    /// Coders' merges: track -> the identity it was merged into.
+    pub identities: BTreeMap<u32, u32>,
+}
+
+/// The stored analysis as the review keeps it.
+struct Analysed {
+    faces: BTreeMap<FaceKey, FaceSummary>,
+    identities: BTreeMap<u32, u32>,
+    /// The model's stored probabilities (None: it was not analysed with these AUs).
+    predictions: Option<BTreeMap<FaceKey, Vec<f32>>>,
+}
+
+impl Analysed {
+    fn read(store: &Store, aus: &[String], model: Option<&str>) -> Result<Self, CoreError> {
+        let analysed = match model {
+            Some(model) => store.analysed_models()?.iter().any(|m| m.who == model && m.aus == aus),
+            None => false,
+        };
+        let predictions = match model {
+            Some(model) if analysed => Some(store.analysed_aus(model)?.into_iter().filter(|(_, p)| p.len() == aus.len()).collect()),
+            _ => None,
+        };
+        Ok(Analysed { faces: store.analysed_faces()?, identities: store.identities()?, predictions })
+    }
+}
+
+/// A coder's labels per face. Rows come in the order they were written (a
+/// face's AUs together), so they are gathered per face and the map is built
+/// in one sorted pass; AU names are cloned from `aus`.
+fn coded_faces(store: &Store, coder: &str, aus: &[String]) -> Result<BTreeMap<FaceKey, BTreeMap<String, LabelValue>>, CoreError> {
+    let mut names: Vec<String> = aus.to_vec();
+    let mut groups: Vec<(FaceKey, Vec<(String, LabelValue)>)> = Vec::new();
+    store.for_each_label(Source::Coder, coder, &mut |frame, face, au, value| {
+        let name = match names.iter().find(|n| n.as_str() == au) {
+            Some(n) => n.clone(),
+            None => {
+                names.push(au.to_string());
+                au.to_string()
+            }
+        };
+        match groups.last_mut() {
+            Some((key, g)) if *key == (frame, face) => g.push((name, value)),
+            _ => groups.push(((frame, face), vec![(name, value)])),
+        }
+    })?;
+    // A face written in several goes (edits on other days) has several groups.
+    groups.sort_by_key(|(k, _)| *k);
+    let mut out: Vec<(FaceKey, BTreeMap<String, LabelValue>)> = Vec::with_capacity(groups.len());
+    for (key, g) in groups {
+        match out.last_mut() {
+            Some((k, m)) if *k == key => m.extend(g),
+            _ => out.push((key, g.into_iter().collect())),
+        }
+    }
+    Ok(out.into_iter().collect())
 }
 
 /// Why a face is in the review queue.
@@ -67,21 +125,41 @@ impl AuState {
 }
 
 impl ReviewIndex {
-    /// The labels of `coder` and the predictions stored as model `model`
-    /// (None: no stored predictions).
+    /// The labels of `coder`, the stored analysis (faces, identities, and
+    /// the probabilities of model version `model` when they have these
+    /// AUs) and, without such an analysis, the predictions stored as that
+    /// model's labels (None: no stored predictions). The analysis is read
+    /// on a second connection while the labels are read: reopening a long
+    /// video is as quick as the slower of the two (docs/benchmarks.md).
     pub fn load(store: &Store, aus: &[String], model: Option<&str>, coder: &str) -> Result<Self, CoreError> {
-        let mut index = ReviewIndex { aus: aus.to_vec(), ..Default::default() };
-        for l in store.labels(Some(Source::Coder), Some(coder))? {
-            index.coded.entry((l.key.frame, l.key.face)).or_default().insert(l.key.au, l.value);
-        }
-        if let Some(model) = model {
-            let mut rows: BTreeMap<FaceKey, Vec<f32>> = BTreeMap::new();
-            for l in store.labels(Some(Source::Model), Some(model))? {
-                let (Some(j), Some(p)) = (aus.iter().position(|a| *a == l.key.au), l.value.score) else { continue };
-                rows.entry((l.key.frame, l.key.face)).or_insert_with(|| vec![f32::NAN; aus.len()])[j] = p as f32;
+        let path = store.path().to_path_buf();
+        let (analysis, coded) = std::thread::scope(|scope| {
+            let analysis = std::thread::Builder::new()
+                .name("auscope-analysis-read".into())
+                .spawn_scoped(scope, || Store::open(&path).and_then(|other| Analysed::read(&other, aus, model)));
+            let coded = coded_faces(store, coder, aus);
+            let analysis = match analysis {
+                Ok(handle) => handle.join().unwrap_or_else(|_| Err(CoreError::Project("reading the stored analysis failed".into()))),
+                // No thread to spare: read it here.
+                Err(_) => Analysed::read(store, aus, model),
+            };
+            (analysis, coded)
+        });
+        let (analysis, coded) = (analysis?, coded?);
+        let mut index = ReviewIndex { aus: aus.to_vec(), coded, faces: analysis.faces, identities: analysis.identities, predictions: BTreeMap::new() };
+        match (model, analysis.predictions) {
+            (_, Some(p)) => index.predictions = p,
+            (Some(model), None) => {
+                let mut rows: BTreeMap<FaceKey, Vec<f32>> = BTreeMap::new();
+                store.for_each_label(Source::Model, model, &mut |frame, face, au, value| {
+                    if let (Some(j), Some(p)) = (aus.iter().position(|a| a == au), value.score) {
+                        rows.entry((frame, face)).or_insert_with(|| vec![f32::NAN; aus.len()])[j] = p as f32;
+                    }
+                })?;
+                // Only complete rows: a model with other AUs stored under this name is not this one.
+                index.predictions = rows.into_iter().filter(|(_, r)| r.iter().all(|p| p.is_finite())).collect();
             }
-            // Only complete rows: a model with other AUs stored under this name is not this one.
-            index.predictions = rows.into_iter().filter(|(_, r)| r.iter().all(|p| p.is_finite())).collect();
+            (None, None) => {}
         }
         Ok(index)
     }
@@ -157,26 +235,75 @@ impl ReviewIndex {
             .collect()
     }
 
-    /// Per frame of `0..frames`, for AU `au`: (probability, coder's
-    /// occurrence) of the face the timeline follows (the lowest-numbered
-    /// face with data in that frame).
-    pub fn track(&self, au: usize, frames: usize) -> Vec<(Option<f32>, Option<bool>)> {
-        let mut out = vec![(None, None); frames];
-        for (&(f, _), row) in &self.predictions {
-            if f < frames && out[f].0.is_none() {
-                out[f].0 = row.get(au).copied();
+    /// The identity of a track: the one a coder merged it into, else its own.
+    pub fn identity_of(&self, track: u32) -> u32 {
+        self.identities.get(&track).copied().unwrap_or(track)
+    }
+
+    /// The identity of an analysed face (None: not analysed).
+    pub fn identity(&self, key: FaceKey) -> Option<u32> {
+        self.faces.get(&key).map(|f| self.identity_of(f.track))
+    }
+
+    /// The identities in the analysis, each with its tracks and how many
+    /// frames show it, in identity order.
+    pub fn people(&self) -> Vec<(u32, Vec<u32>, usize)> {
+        let mut by: BTreeMap<u32, (std::collections::BTreeSet<u32>, usize)> = BTreeMap::new();
+        for f in self.faces.values() {
+            let e = by.entry(self.identity_of(f.track)).or_default();
+            e.0.insert(f.track);
+            e.1 += 1;
+        }
+        by.into_iter().map(|(id, (tracks, n))| (id, tracks.into_iter().collect(), n)).collect()
+    }
+
+    /// Per AU (in `aus` order), per frame of `0..frames`: (probability,
+    /// coder's occurrence) of the face the timeline follows: the face of
+    /// identity `follow` (frames without it are empty), or with None the
+    /// lowest-numbered face with data in that frame. One pass over the
+    /// index for all AUs: the timeline of a long video is drawn from this.
+    pub fn tracks(&self, frames: usize, follow: Option<u32>) -> Vec<Vec<(Option<f32>, Option<bool>)>> {
+        let mut out = vec![vec![(None, None); frames]; self.aus.len()];
+        let followed = |key: &FaceKey| follow.is_none_or(|id| self.identity(*key) == Some(id));
+        // The face each frame shows: the first followed one with data.
+        let mut shown: Vec<Option<usize>> = vec![None; frames];
+        for key in self.predictions.keys().chain(self.coded.keys()) {
+            if key.0 < frames && followed(key) {
+                let s = &mut shown[key.0];
+                *s = Some(s.map_or(key.1, |f| f.min(key.1)));
             }
         }
-        let name = &self.aus[au];
-        for (&(f, _), m) in &self.coded {
-            if f < frames
-                && out[f].1.is_none()
-                && let Some(v) = m.get(name)
-            {
-                out[f].1 = Some(v.occurrence);
+        for (key, row) in &self.predictions {
+            if key.0 < frames && shown[key.0] == Some(key.1) {
+                for (track, &p) in out.iter_mut().zip(row) {
+                    track[key.0].0 = Some(p);
+                }
+            }
+        }
+        for (key, m) in &self.coded {
+            if key.0 < frames && shown[key.0] == Some(key.1) {
+                for (name, v) in m {
+                    if let Some(j) = self.aus.iter().position(|a| a == name) {
+                        out[j][key.0].1 = Some(v.occurrence);
+                    }
+                }
             }
         }
         out
+    }
+
+    /// The stored face a face seen live is (its index in the frame), by
+    /// box overlap: the live pipeline may find a frame's faces in another
+    /// order than the stored analysis (after a seek, say). None: no stored
+    /// face there.
+    pub fn stored_index(&self, frame: usize, bbox: [f32; 4]) -> Option<usize> {
+        let xyxy = |b: [f32; 4]| [b[0], b[1], b[0] + b[2], b[1] + b[3]];
+        self.faces
+            .range((frame, 0)..(frame + 1, 0))
+            .map(|(&(_, i), f)| (i, crate::face::detector::iou(&xyxy(f.bbox), &xyxy(bbox))))
+            .filter(|&(_, v)| v > 0.3)
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(i, _)| i)
     }
 
     /// Faces to look at, most urgent first; only AUs in `filter` count (None: all).
@@ -253,6 +380,61 @@ mod tests {
     }
 
     #[test]
+    fn the_loaded_labels_follow_edits_undo_and_imports_and_the_timeline_follows_a_person() {
+        use crate::annotations::Label;
+        use crate::annotations::analysed::{StoredFace, StoredFrame, StoredModel};
+        let dir = std::env::temp_dir().join(format!("auscope-review-load-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).ok();
+        let path = dir.join("clip.mp4.auscope");
+        let _ = std::fs::remove_file(&path);
+        let aus: Vec<String> = ["AU06", "AU12"].iter().map(|s| s.to_string()).collect();
+        let mut store = Store::open(&path).expect("project");
+        let key = |frame, face, au: &str| LabelKey { frame, face, au: au.into() };
+        store.edit("alice", "a", &[Change { key: key(0, 0, "AU06"), value: Some(LabelValue::coded(true, Some(3))) }]).expect("edit");
+        store.edit("alice", "b", &[Change { key: key(0, 0, "AU12"), value: Some(LabelValue::coded(false, None)) }]).expect("edit");
+        store.edit("bob", "c", &[Change { key: key(1, 0, "AU12"), value: Some(LabelValue::coded(true, None)) }]).expect("edit");
+        store.undo("alice").expect("undo");
+        let imported = Label { key: key(2, 1, "AU12"), source: Source::Coder, who: "alice".into(), value: LabelValue::coded(true, None), time_ms: 0 };
+        store.put_labels(&[imported]).expect("import");
+        // Two faces of a person in frames 0 and 2 (tracks 4 and 7), another in frame 2.
+        let face = |track, x| StoredFace { track, score: 0.9, presence: 0.9, bbox: [x, 0.0, 50.0, 50.0], landmarks: vec![], aus: vec![vec![0.2, 0.8]] };
+        let model = StoredModel { who: "m".into(), aus: aus.clone(), weights: "w".into() };
+        store.begin_analysis("s", "f", &[model], 3).expect("begin");
+        let mut p = store.analysis().expect("read").expect("begun");
+        p.next = 3;
+        let frames = vec![
+            StoredFrame { frame: 0, timestamp: 0.0, detected: true, error: None, faces: vec![face(4, 0.0)] },
+            StoredFrame { frame: 2, timestamp: 0.1, detected: true, error: None, faces: vec![face(9, 0.0), face(7, 100.0)] },
+        ];
+        store.put_analysed(&frames, &p).expect("put");
+        store.merge_tracks(4, 7).expect("merge");
+
+        let ix = ReviewIndex::load(&store, &aus, Some("m"), "alice").expect("load");
+        let expected: BTreeMap<FaceKey, BTreeMap<String, LabelValue>> = BTreeMap::from([
+            ((0, 0), BTreeMap::from([("AU06".to_string(), LabelValue::coded(true, Some(3)))])),
+            ((2, 1), BTreeMap::from([("AU12".to_string(), LabelValue::coded(true, None))])),
+        ]);
+        assert_eq!(ix.coded, expected, "alice's labels after the undo and the import; not bob's");
+        assert_eq!(ix.predictions.len(), 3, "every stored face's probabilities");
+        assert_eq!(ix.identity((2, 1)), Some(4), "track 7 was merged into 4");
+        assert_eq!(ix.people().iter().map(|p| p.0).collect::<Vec<_>>(), vec![4, 9]);
+        // Following person 4: frame 2 shows its face (index 1), not the first face.
+        let followed = ix.tracks(3, Some(4)).swap_remove(1);
+        assert_eq!(followed[0], (Some(0.8), None));
+        assert_eq!(followed[1], (None, None));
+        assert_eq!(followed[2], (Some(0.8), Some(true)));
+        assert_eq!(ix.tracks(3, Some(9))[0][0], (None, None), "person 9 is not in frame 0");
+        // A project from before the per-face summary of labels reads the same.
+        drop(store);
+        rusqlite::Connection::open(&path).and_then(|c| c.execute_batch("DROP TABLE coded_faces")).expect("drop the summary");
+        let store = Store::open(&path).expect("reopen");
+        assert_eq!(ReviewIndex::load(&store, &aus, Some("m"), "alice").expect("load").coded, expected);
+        assert_eq!(ix.stored_index(2, [98.0, 2.0, 50.0, 50.0]), Some(1), "a live face matches the stored one by box");
+        assert_eq!(ix.stored_index(2, [300.0, 2.0, 50.0, 50.0]), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn keys_correct_the_shown_decision() {
         let mut ix = index();
         // AU25 predicted absent on frame 0: toggling labels it present.
@@ -278,7 +460,7 @@ mod tests {
         let rows = ix.prediction_rows([(1, 0), (0, 0), (1, 0), (9, 0)]);
         assert_eq!(rows.len(), 6, "two predicted faces, each once; frame 9 has none");
         assert_eq!((rows[0].0.frame, rows[0].0.au.as_str(), rows[0].1.score), (0, "AU06", Some(0.9f32 as f64)));
-        let track = ix.track(1, 6);
+        let track = ix.tracks(6, None).swap_remove(1);
         assert_eq!(track[0], (Some(0.95), Some(true)));
         assert_eq!(track[4], (Some(0.9), Some(false)));
         assert_eq!(track[5], (None, None));

@@ -6,7 +6,8 @@
 //! Tables: `meta` (format version, media), `labels` (one row per frame,
 //! face, AU, source and who), `frames` (per-frame OpenFace facts:
 //! timestamp, confidence, success), `steps` / `step_rows` (the coder's undo
-//! history: each row's value before and after, as JSON).
+//! history: each row's value before and after, as JSON), and the analysis
+//! engine's stored results (see [`super::analysed`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -39,7 +40,7 @@ pub struct Change {
 }
 
 pub struct Store {
-    conn: Connection,
+    pub(super) conn: Connection,
     path: PathBuf,
     read_only: bool,
 }
@@ -80,6 +81,8 @@ impl Store {
         store.check_format()?;
         if !store.read_only {
             store.conn.pragma_update(None, "synchronous", "FULL").map_err(|e| err(&e))?;
+            // A long analysis writes hundreds of MB; the log need not stay that big.
+            store.conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024).map_err(|e| err(&e))?;
             store.create()?;
         }
         Ok(store)
@@ -112,7 +115,7 @@ impl Store {
         self.read_only
     }
 
-    fn err(&self, e: &dyn std::fmt::Display) -> CoreError {
+    pub(super) fn err(&self, e: &dyn std::fmt::Display) -> CoreError {
         describe(&self.path, e)
     }
 
@@ -165,10 +168,24 @@ impl Store {
                      before TEXT, after TEXT);
                  COMMIT;",
             )
-            .map_err(|e| self.err(&e))
+            .map_err(|e| self.err(&e))?;
+        self.conn.execute_batch(super::analysed::SCHEMA).map_err(|e| self.err(&e))?;
+        if !self.has_table("coded_faces")? {
+            // Projects from before the summary: made once from the labels.
+            self.conn
+                .execute_batch(&format!(
+                    "BEGIN;
+                     CREATE TABLE coded_faces (who TEXT NOT NULL, frame INTEGER NOT NULL, face INTEGER NOT NULL, labels TEXT NOT NULL,
+                         PRIMARY KEY (who, frame, face)) WITHOUT ROWID;
+                     INSERT INTO coded_faces SELECT who, frame, face, {CODED} FROM labels WHERE source = 'coder' GROUP BY who, frame, face;
+                     COMMIT;"
+                ))
+                .map_err(|e| self.err(&e))?;
+        }
+        Ok(())
     }
 
-    fn writable(&self) -> Result<(), CoreError> {
+    pub(super) fn writable(&self) -> Result<(), CoreError> {
         if self.read_only {
             return Err(CoreError::Project(format!(
                 "{} is read-only: the edit was not saved (make the file writable, or save the project elsewhere)",
@@ -209,6 +226,7 @@ impl Store {
             )
             .map_err(e)?;
         }
+        refresh_coded(&tx, changes.iter().map(|c| (coder, c.key.frame, c.key.face))).map_err(e)?;
         tx.commit().map_err(e)
     }
 
@@ -253,6 +271,7 @@ impl Store {
             write_value(&tx, &key, Source::Coder, coder, value.as_ref()).map_err(e)?;
             changes.push(Change { key, value });
         }
+        refresh_coded(&tx, changes.iter().map(|c| (coder, c.key.frame, c.key.face))).map_err(e)?;
         tx.execute("UPDATE steps SET undone = ?1 WHERE step = ?2", params![undo as i64, step]).map_err(e)?;
         tx.commit().map_err(e)?;
         Ok(Some(changes))
@@ -276,9 +295,14 @@ impl Store {
         let path = self.path.clone();
         let e = |x: rusqlite::Error| describe(&path, &x);
         let tx = self.conn.transaction().map_err(e)?;
+        let mut coded: std::collections::BTreeSet<(&str, usize, usize)> = std::collections::BTreeSet::new();
         for (k, source, who, v) in rows {
             write_value(&tx, k, source, who, Some(v)).map_err(e)?;
+            if source == Source::Coder {
+                coded.insert((who, k.frame, k.face));
+            }
         }
+        refresh_coded(&tx, coded.into_iter()).map_err(e)?;
         tx.commit().map_err(e)
     }
 
@@ -324,6 +348,49 @@ impl Store {
             .map_err(|e| self.err(&e))?;
         let rows = q.query_map(params![frame.map(|f| f as i64), source.map(Source::name), who], row_label).map_err(|e| self.err(&e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(&e))
+    }
+
+    /// Call `f(frame, face, au, value)` for every label of `source` by
+    /// `who`, in no particular order, without an allocation per row: the
+    /// window's way of reading a whole project. A coder's labels come from
+    /// the per-face summary (one row a face instead of one an AU).
+    pub fn for_each_label(&self, source: Source, who: &str, f: &mut dyn FnMut(usize, usize, &str, LabelValue)) -> Result<(), CoreError> {
+        use rusqlite::types::ValueRef;
+        let e = |x: rusqlite::Error| self.err(&x);
+        let int = |v: ValueRef| match v {
+            ValueRef::Integer(i) => Some(i),
+            _ => None,
+        };
+        if source == Source::Coder && self.has_table("coded_faces")? {
+            let mut q = self.conn.prepare("SELECT frame, face, labels FROM coded_faces WHERE who = ?1").map_err(e)?;
+            let mut rows = q.query([who]).map_err(e)?;
+            while let Some(r) = rows.next().map_err(e)? {
+                let (frame, face) = (int(r.get_ref_unwrap(0)).unwrap_or(0) as usize, int(r.get_ref_unwrap(1)).unwrap_or(0) as usize);
+                let ValueRef::Text(text) = r.get_ref_unwrap(2) else { continue };
+                for (au, value) in std::str::from_utf8(text).unwrap_or_default().split(',').filter_map(parse_coded) {
+                    f(frame, face, au, value);
+                }
+            }
+            return Ok(());
+        }
+        let mut q = self.conn.prepare("SELECT frame, face, au, occurrence, intensity, score FROM labels WHERE source = ?1 AND who = ?2").map_err(e)?;
+        let mut rows = q.query(params![source.name(), who]).map_err(e)?;
+        while let Some(r) = rows.next().map_err(e)? {
+            let score = match r.get_ref_unwrap(5) {
+                ValueRef::Real(v) => Some(v),
+                ValueRef::Integer(v) => Some(v as f64),
+                _ => None,
+            };
+            let value = LabelValue { occurrence: int(r.get_ref_unwrap(3)).unwrap_or(0) != 0, intensity: int(r.get_ref_unwrap(4)).map(|i| i as u8), score };
+            let ValueRef::Text(au) = r.get_ref_unwrap(2) else { continue };
+            f(int(r.get_ref_unwrap(0)).unwrap_or(0) as usize, int(r.get_ref_unwrap(1)).unwrap_or(0) as usize, std::str::from_utf8(au).unwrap_or_default(), value);
+        }
+        Ok(())
+    }
+
+    pub(super) fn has_table(&self, name: &str) -> Result<bool, CoreError> {
+        let n: i64 = self.conn.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1", [name], |r| r.get(0)).map_err(|e| self.err(&e))?;
+        Ok(n > 0)
     }
 
     /// The faces a coder labelled: per (frame, face), the occurrence of each
@@ -387,6 +454,34 @@ fn write_value(tx: &Transaction, k: &LabelKey, source: Source, who: &str, v: Opt
     Ok(())
 }
 
+/// One face's coder labels as the summary keeps them: `AU12=1B,AU04=0`
+/// (occurrence 1/0, then the intensity letter when coded).
+const CODED: &str = "group_concat(au || '=' || occurrence || CASE WHEN intensity BETWEEN 1 AND 5 THEN char(64 + intensity) ELSE '' END, ',')";
+
+fn parse_coded(item: &str) -> Option<(&str, LabelValue)> {
+    let (au, v) = item.split_once('=')?;
+    let mut c = v.chars();
+    let occurrence = c.next()? == '1';
+    let intensity = c.next().filter(|l| ('A'..='E').contains(l)).map(|l| l as u8 - b'A' + 1);
+    Some((au, LabelValue { occurrence, intensity, score: None }))
+}
+
+/// Bring the per-face summary of coder labels in step with the labels of
+/// the (coder, frame, face)s just written, in the same transaction.
+fn refresh_coded<'a>(tx: &Transaction, faces: impl Iterator<Item = (&'a str, usize, usize)>) -> rusqlite::Result<()> {
+    let faces: std::collections::BTreeSet<(&str, usize, usize)> = faces.collect();
+    let mut clear = tx.prepare_cached("DELETE FROM coded_faces WHERE who = ?1 AND frame = ?2 AND face = ?3")?;
+    let mut fill = tx.prepare_cached(&format!(
+        "INSERT INTO coded_faces SELECT who, frame, face, {CODED} FROM labels
+         WHERE frame = ?2 AND face = ?3 AND source = 'coder' AND who = ?1 GROUP BY who, frame, face"
+    ))?;
+    for (who, frame, face) in faces {
+        clear.execute(params![who, frame as i64, face as i64])?;
+        fill.execute(params![who, frame as i64, face as i64])?;
+    }
+    Ok(())
+}
+
 fn json(v: Option<&LabelValue>) -> Option<String> {
     v.and_then(|v| serde_json::to_string(v).ok())
 }
@@ -396,7 +491,7 @@ fn is_read_only(e: &rusqlite::Error) -> bool {
 }
 
 /// An SQLite error in words a user can act on.
-fn describe(path: &Path, e: &dyn std::fmt::Display) -> CoreError {
+pub(super) fn describe(path: &Path, e: &dyn std::fmt::Display) -> CoreError {
     let text = e.to_string();
     let why = if text.contains("locked") || text.contains("busy") {
         "it is locked by another program (another auscope?); the edit was not saved, try again when it is closed".to_string()

@@ -49,6 +49,16 @@ impl PredictorKind {
             ))
         })
     }
+
+    /// The name a model's results are stored under in a project: the kind,
+    /// plus the version folder or file name when it does not run on its
+    /// base weights (`piap`, `piap:v3`, `piap:mine.bpk`).
+    pub fn stored_name(self, weights: Option<&std::path::Path>) -> String {
+        let Some(p) = weights else { return self.name().to_string() };
+        let file = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = if file == "model.bpk" { p.parent().and_then(|d| d.file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or(file) } else { file };
+        format!("{}:{name}", self.name())
+    }
 }
 
 #[derive(Debug)]
