@@ -880,19 +880,7 @@ impl Review {
         if let Some(r) = finished {
             self.analysing = None;
             match r {
-                Ok(ProjectOutcome::Done { frames, failed, resumed_from, broke_off_at }) => {
-                    let mut n = format!("analysed {frames} frames");
-                    if let Some(f) = resumed_from {
-                        n += &format!(" (continued from frame {f})");
-                    }
-                    if failed > 0 {
-                        n += &format!("; {failed} could not be analysed");
-                    }
-                    if let Some(at) = broke_off_at {
-                        n += &format!("; the video breaks off at frame {at}");
-                    }
-                    self.notice = Some(n);
-                }
+                Ok(o @ ProjectOutcome::Done { frames, .. }) => self.notice = Some(format!("analysed {frames} frames{}", o.details())),
                 Ok(ProjectOutcome::AlreadyDone { frames }) => self.notice = Some(format!("already analysed ({frames} frames)")),
                 Ok(ProjectOutcome::Stopped { at }) => self.notice = Some(format!("analysis stopped at frame {at}")),
                 Err(e) => self.problem = Some(format!("analysing the video: {e}")),

@@ -188,19 +188,7 @@ fn csv_line(input: &Input, out: &Path, outcome: FileOutcome) -> String {
 fn project_line(input: &Input, store: &Store, outcome: ProjectOutcome) -> String {
     let project = store.path().display();
     match outcome {
-        ProjectOutcome::Done { frames, failed, resumed_from, broke_off_at } => {
-            let mut line = format!("{}: {frames} frames -> {project}", input.path.display());
-            if let Some(f) = resumed_from {
-                line += &format!(" (resumed at frame {f})");
-            }
-            if failed > 0 {
-                line += &format!("; {failed} frame(s) could not be analysed");
-            }
-            if let Some(at) = broke_off_at {
-                line += &format!("; warning: the video breaks off at frame {at} (truncated or corrupt file?)");
-            }
-            line
-        }
+        ProjectOutcome::Done { frames, .. } => format!("{}: {frames} frames -> {project}{}", input.path.display(), outcome.details()),
         ProjectOutcome::AlreadyDone { frames } => format!("{}: already analysed into {project} with these settings ({frames} frames), skipped", input.path.display()),
         ProjectOutcome::Stopped { at } => format!("{}: stopped at frame {at}; run again to resume", input.path.display()),
     }

@@ -52,6 +52,25 @@ pub enum ProjectOutcome {
     Stopped { at: usize },
 }
 
+impl ProjectOutcome {
+    /// What a user should know beyond the frame count of a finished run:
+    /// where it resumed, failed frames, where the video broke off.
+    pub fn details(&self) -> String {
+        let ProjectOutcome::Done { failed, resumed_from, broke_off_at, .. } = self else { return String::new() };
+        let mut d = String::new();
+        if let Some(f) = resumed_from {
+            d += &format!(" (resumed at frame {f})");
+        }
+        if *failed > 0 {
+            d += &format!("; {failed} frame(s) could not be analysed");
+        }
+        if let Some(at) = broke_off_at {
+            d += &format!("; warning: the video breaks off at frame {at} (truncated or corrupt file?)");
+        }
+        d
+    }
+}
+
 /// A frame's result as stored.
 pub fn stored_frame(result: &FrameResult, timestamp: f64) -> StoredFrame {
     StoredFrame {
