@@ -395,6 +395,11 @@ impl AuscopeApp {
         self.selected_face.and_then(|i| self.face_keys().get(i).copied())
     }
 
+    /// The person (stored identity) of the selected face.
+    fn selected_person(&self) -> Option<u32> {
+        self.selected_key().and_then(|k| self.shown_frame().and_then(|f| self.review.identity(f, k)))
+    }
+
     /// Frame index on screen.
     pub fn shown_frame(&self) -> Option<usize> {
         self.shown.as_ref().map(|s| s.analyzed.frame.id.index)
@@ -476,8 +481,7 @@ impl AuscopeApp {
                             }
                             let n = analyzed.faces.len();
                             // The face wanted (a label key), else the person followed, else the first.
-                            let followed = self.selected_key().and_then(|k| self.shown_frame().and_then(|f| self.review.identity(f, k)));
-                            let by_person = followed.and_then(|id| keys.iter().position(|&k| self.review.identity(index, k) == Some(id)));
+                            let by_person = self.selected_person().and_then(|id| keys.iter().position(|&k| self.review.identity(index, k) == Some(id)));
                             self.selected_face = self.want_face.take().and_then(|k| keys.iter().position(|&x| x == k)).or(by_person).or((n > 0).then_some(0));
                             self.shown = Some(Shown {
                                 analyzed,
@@ -659,8 +663,7 @@ impl AuscopeApp {
                 self.go_to(index);
             }
         });
-        let follow = self.selected_key().and_then(|k| self.shown_frame().and_then(|f| self.review.identity(f, k)));
-        if let Some(frame) = self.review.tracks_ui(ui, self.wanted, follow) {
+        if let Some(frame) = self.review.tracks_ui(ui, self.wanted, self.selected_person()) {
             self.go_to(frame);
         }
     }

@@ -24,6 +24,7 @@ use burn::tensor::Device;
 use eframe::egui::{self, Color32, Key, Sense, Vec2};
 
 use auscope_core::analysis::project::ProjectOutcome;
+use auscope_core::CoreError;
 use auscope_core::annotations::analysed::AnalysisProgress;
 use auscope_core::face::Face;
 
@@ -409,33 +410,35 @@ impl Review {
         self.index.identity((frame, face))
     }
 
-    /// Merge the identity of `face` of `frame` with identity `other`.
-    fn merge(&mut self, frame: usize, face: usize, other: u32) {
+    /// Change the stored identities through the track of `face` of
+    /// `frame` (`change` says what it did), then show the project's.
+    fn change_identity(&mut self, frame: usize, face: usize, change: impl FnOnce(&mut Store, u32) -> Result<String, CoreError>) {
         let Some(track) = self.index.faces.get(&(frame, face)).map(|f| f.track) else { return };
         let Some(store) = self.ensure_store() else { return };
-        let result = store.merge_tracks(track, other).and_then(|keep| Ok((keep, store.identities()?)));
-        match result {
-            Ok((keep, ids)) => {
+        match change(store, track).and_then(|said| Ok((said, store.identities()?))) {
+            Ok((said, ids)) => {
                 self.index.identities = ids;
                 self.derived = None;
-                self.notice = Some(format!("person {other} and this face's person are now one: person {keep}"));
+                self.notice = Some(said);
             }
             Err(e) => self.problem = Some(e.to_string()),
         }
     }
 
+    /// Merge the identity of `face` of `frame` with identity `other`.
+    fn merge(&mut self, frame: usize, face: usize, other: u32) {
+        self.change_identity(frame, face, |store, track| {
+            let keep = store.merge_tracks(track, other)?;
+            Ok(format!("person {other} and this face's person are now one: person {keep}"))
+        });
+    }
+
     /// Undo a merge for the track of `face` of `frame`.
     fn separate(&mut self, frame: usize, face: usize) {
-        let Some(track) = self.index.faces.get(&(frame, face)).map(|f| f.track) else { return };
-        let Some(store) = self.ensure_store() else { return };
-        match store.separate_track(track).and_then(|_| store.identities()) {
-            Ok(ids) => {
-                self.index.identities = ids;
-                self.derived = None;
-                self.notice = Some(format!("track {track} is its own person again"));
-            }
-            Err(e) => self.problem = Some(e.to_string()),
-        }
+        self.change_identity(frame, face, |store, track| {
+            store.separate_track(track)?;
+            Ok(format!("track {track} is its own person again"))
+        });
     }
 
     fn queue(&mut self) -> &[QueueEntry] {

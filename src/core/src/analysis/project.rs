@@ -113,20 +113,14 @@ pub fn analyse_into_project(
     let faces = FaceSettings { detector, tracker: engine.config().tracker };
     let face_settings = serde_json::to_string(&faces).unwrap_or_default();
     let settings = serde_json::to_string(&RunSettings { faces: &faces, models }).unwrap_or_default();
-    if let Some(p) = store.analysis()?
-        && p.finished
-        && p.settings == settings
-        && p.total == total
-    {
-        return Ok(ProjectOutcome::AlreadyDone { frames: p.next });
-    }
     let (mut state, tracker, resumed_from) = match store.begin_analysis(&settings, &face_settings, models, total)? {
+        Start::Finished(p) => return Ok(ProjectOutcome::AlreadyDone { frames: p.next }),
         Start::Resume(p) => {
             let tracker: Tracker = serde_json::from_str(&p.tracker).unwrap_or_else(|_| engine.tracker());
             let at = p.next;
             (p, tracker, Some(at))
         }
-        Start::Fresh => (store.analysis()?.ok_or_else(|| CoreError::Project("the analysis could not be started".into()))?, engine.tracker(), None),
+        Start::Fresh(p) => (p, engine.tracker(), None),
     };
     let times: Vec<f64> = (0..total).map(|i| source.time_s(i).unwrap_or_else(|| info.fps.map_or(0.0, |f| i as f64 / f))).collect();
     let frames: Vec<usize> = (state.next..total).collect();
@@ -167,18 +161,15 @@ pub fn analyse_into_project(
     if stopped {
         return Ok(ProjectOutcome::Stopped { at: state.next });
     }
-    // The rest; a run the caller broke off between commits stays resumable.
-    state.finished = !summary.stopped;
+    // The run went to the end (or to where the video broke off).
     state.broke_off_at = summary.broke_off_at;
     if state.failed == state.next && state.next > 0 {
-        state.finished = false;
         store.put_analysed(&pending, &state)?;
         return Err(CoreError::Video { path: media.to_path_buf(), reason: "no frame could be analysed".into() });
     }
-    if !pending.is_empty() || state.finished {
-        // The tracker after the last frame is not needed once finished.
-        state.tracker.clear();
-        commit(&mut pending, &state, store)?;
-    }
+    state.finished = true;
+    // The tracker after the last frame is not needed once finished.
+    state.tracker.clear();
+    commit(&mut pending, &state, store)?;
     Ok(ProjectOutcome::Done { frames: state.next, failed: state.failed, resumed_from, broke_off_at: summary.broke_off_at })
 }

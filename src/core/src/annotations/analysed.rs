@@ -102,13 +102,15 @@ pub struct FaceSummary {
     pub bbox: [f32; 4],
 }
 
-/// How a run should start.
+/// How a run should start, with the progress it starts from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Start {
     /// Nothing to resume: from frame 0.
-    Fresh,
+    Fresh(AnalysisProgress),
     /// An interrupted run with the same settings: from its `next` frame.
     Resume(AnalysisProgress),
+    /// A run with the same settings finished: nothing to do.
+    Finished(AnalysisProgress),
 }
 
 fn points_blob(points: &[[f32; 3]]) -> Vec<u8> {
@@ -146,22 +148,22 @@ impl Store {
             .transpose()
     }
 
-    /// Get ready to analyse with `settings` (see [`AnalysisProgress`]):
-    /// resume an unfinished run with the same settings, else start afresh,
-    /// keeping stored faces and other models' probabilities only when the
-    /// face settings are the same.
+    /// Get ready to analyse with `settings` (see [`AnalysisProgress`]): a
+    /// run with the same settings resumes (or, finished, is left as it is);
+    /// otherwise start afresh, keeping stored faces and other models'
+    /// probabilities only when the face settings are the same.
     pub fn begin_analysis(&mut self, settings: &str, face_settings: &str, models: &[StoredModel], total: usize) -> Result<Start, CoreError> {
         self.writable()?;
         let who: Vec<String> = models.iter().map(|m| m.who.clone()).collect();
-        if let Some(p) = self.analysis()?
-            && !p.finished
+        let previous = self.analysis()?;
+        if let Some(p) = previous.clone()
             && p.settings == settings
             && p.models == who
             && p.total == total
         {
-            return Ok(Start::Resume(p));
+            return Ok(if p.finished { Start::Finished(p) } else { Start::Resume(p) });
         }
-        let keep_faces = self.analysis()?.is_some_and(|p| p.face_settings == face_settings);
+        let keep_faces = previous.is_some_and(|p| p.face_settings == face_settings);
         let path = self.path().to_path_buf();
         let e = |x: rusqlite::Error| describe(&path, &x);
         let tx = self.conn.transaction().map_err(e)?;
@@ -187,7 +189,7 @@ impl Store {
         };
         tx.execute("INSERT OR REPLACE INTO analysis_run VALUES (1, ?1)", [serde_json::to_string(&progress).unwrap_or_default()]).map_err(e)?;
         tx.commit().map_err(e)?;
-        Ok(Start::Fresh)
+        Ok(Start::Fresh(progress))
     }
 
     /// Store analysed frames and the progress after them, in one
@@ -377,12 +379,12 @@ mod tests {
         let mut store = Store::open(&path).expect("project");
         assert!(store.analysis().expect("read").is_none());
         let model = StoredModel { who: "piap".into(), aus: vec!["AU01".into(), "AU12".into()], weights: "embedded".into() };
-        assert_eq!(store.begin_analysis("s1", "f1", std::slice::from_ref(&model), 10).expect("begin"), Start::Fresh);
+        let Start::Fresh(mut progress) = store.begin_analysis("s1", "f1", std::slice::from_ref(&model), 10).expect("begin") else { panic!("a new project starts fresh") };
+        assert_eq!(Some(&progress), store.analysis().expect("read").as_ref(), "the fresh run's progress is stored");
         let frames = vec![
             StoredFrame { frame: 0, timestamp: 0.0, detected: true, error: None, faces: vec![face(0, 10.0), face(1, 300.0)] },
             StoredFrame { frame: 1, timestamp: 0.04, detected: false, error: Some("could not decode".into()), faces: vec![] },
         ];
-        let mut progress = store.analysis().expect("read").expect("begun");
         progress.next = 2;
         progress.tracker = "{\"t\":1}".into();
         store.put_analysed(&frames, &progress).expect("put");
@@ -395,10 +397,10 @@ mod tests {
         assert_eq!(store.analysed_models().expect("models"), vec![model.clone()]);
         // The same settings resume; other settings start again.
         assert_eq!(store.begin_analysis("s1", "f1", std::slice::from_ref(&model), 10).expect("begin"), Start::Resume(progress));
-        assert_eq!(store.begin_analysis("s2", "f1", std::slice::from_ref(&model), 10).expect("begin"), Start::Fresh);
+        assert!(matches!(store.begin_analysis("s2", "f1", std::slice::from_ref(&model), 10).expect("begin"), Start::Fresh(_)));
         assert_eq!(store.analysed_faces().expect("faces").len(), 2, "same face settings: the faces stay");
         assert!(store.analysed_aus("piap").expect("aus").is_empty(), "the model's probabilities are made again");
-        assert_eq!(store.begin_analysis("s3", "f2", std::slice::from_ref(&model), 10).expect("begin"), Start::Fresh);
+        assert!(matches!(store.begin_analysis("s3", "f2", std::slice::from_ref(&model), 10).expect("begin"), Start::Fresh(_)));
         assert!(store.analysed_faces().expect("faces").is_empty(), "other face settings: everything is made again");
 
         // Merging 5 into 3, then 3 into 1: all three are identity 1.

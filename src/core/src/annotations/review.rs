@@ -46,12 +46,10 @@ struct Analysed {
 
 impl Analysed {
     fn read(store: &Store, aus: &[String], model: Option<&str>) -> Result<Self, CoreError> {
-        let analysed = match model {
-            Some(model) => store.analysed_models()?.iter().any(|m| m.who == model && m.aus == aus),
-            None => false,
-        };
         let predictions = match model {
-            Some(model) if analysed => Some(store.analysed_aus(model)?.into_iter().filter(|(_, p)| p.len() == aus.len()).collect()),
+            Some(model) if store.analysed_models()?.iter().any(|m| m.who == model && m.aus == aus) => {
+                Some(store.analysed_aus(model)?.into_iter().filter(|(_, p)| p.len() == aus.len()).collect())
+            }
             _ => None,
         };
         Ok(Analysed { faces: store.analysed_faces()?, identities: store.identities()?, predictions })
@@ -61,7 +59,7 @@ impl Analysed {
 /// A coder's labels per face. Rows come in the order they were written (a
 /// face's AUs together), so they are gathered per face and the map is built
 /// in one sorted pass; AU names are cloned from `aus`.
-fn coded_faces(store: &Store, coder: &str, aus: &[String]) -> Result<BTreeMap<FaceKey, BTreeMap<String, LabelValue>>, CoreError> {
+fn coder_labels(store: &Store, coder: &str, aus: &[String]) -> Result<BTreeMap<FaceKey, BTreeMap<String, LabelValue>>, CoreError> {
     let mut names: Vec<String> = aus.to_vec();
     let mut groups: Vec<(FaceKey, Vec<(String, LabelValue)>)> = Vec::new();
     store.for_each_label(Source::Coder, coder, &mut |frame, face, au, value| {
@@ -137,7 +135,7 @@ impl ReviewIndex {
             let analysis = std::thread::Builder::new()
                 .name("auscope-analysis-read".into())
                 .spawn_scoped(scope, || Store::open(&path).and_then(|other| Analysed::read(&other, aus, model)));
-            let coded = coded_faces(store, coder, aus);
+            let coded = coder_labels(store, coder, aus);
             let analysis = match analysis {
                 Ok(handle) => handle.join().unwrap_or_else(|_| Err(CoreError::Project("reading the stored analysis failed".into()))),
                 // No thread to spare: read it here.

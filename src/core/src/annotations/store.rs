@@ -120,12 +120,7 @@ impl Store {
     }
 
     fn check_format(&self) -> Result<(), CoreError> {
-        let has_meta: bool = self
-            .conn
-            .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'", [], |r| r.get::<_, i64>(0))
-            .map_err(|e| self.err(&e))?
-            > 0;
-        if !has_meta {
+        if !self.has_table("meta")? {
             let tables: i64 = self.conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0)).map_err(|e| self.err(&e))?;
             if tables > 0 {
                 return Err(CoreError::Project(format!("{}: an SQLite file, but not an auscope project; it was not changed", self.path.display())));
