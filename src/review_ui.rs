@@ -381,7 +381,7 @@ impl Review {
         let written = near
             .into_iter()
             .chain([std::env::temp_dir().join(&name)])
-            .find(|path| plain::write(&labels, None, path).is_ok());
+            .find(|path| plain::write(&labels, &[], None, path).is_ok());
         self.notice = Some(match written {
             Some(p) => format!("{} unsaved label(s) were written to {}; `auscope labels import` reads them back", labels.len(), p.display()),
             None => format!("{} unsaved label(s) could not be written anywhere", labels.len()),
@@ -917,7 +917,8 @@ impl Review {
             self.problem = Some("no project file to import into".into());
             return;
         };
-        let result = plain::import_any(store, path, (Source::Model, "OpenFace"));
+        let timing = plain::Timing::of_project(store, None);
+        let result = plain::import_any(store, path, (Source::Model, "OpenFace"), timing);
         match result {
             Ok(msg) => {
                 self.notice = Some(msg);

@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use auscope_core::annotations::agreement::agreement;
+use auscope_core::annotations::events::EventSpan;
 use auscope_core::annotations::openface;
 use auscope_core::annotations::store::{Change, FORMAT, Store, project_path};
 use auscope_core::annotations::{LabelKey, LabelValue, Source};
@@ -181,6 +182,18 @@ fn bad_project_files_are_refused_clearly_and_left_unchanged() {
     let err = Store::open(&newer).err().expect("refused").to_string();
     assert!(err.contains("newer auscope") && err.contains("not changed"), "{err}");
     assert_eq!(std::fs::read(&newer).expect("bytes"), before);
+    // Format 3 (this version writes 2) says so in words; nothing changes.
+    assert_eq!(FORMAT, 2);
+    let three = dir.join("three.auscope");
+    {
+        let mut s = Store::open(&three).expect("store");
+        s.add_event("ana", EventSpan::new(0, "AU12", 1, 4)).expect("event");
+        s.set_meta("format", "3").expect("meta");
+    }
+    let before = std::fs::read(&three).expect("bytes");
+    let err = Store::open(&three).err().expect("refused").to_string();
+    assert!(err.contains("project format 3") && err.contains("reads up to 2") && err.contains("not changed"), "{err}");
+    assert_eq!(std::fs::read(&three).expect("bytes"), before);
     // Not a database at all.
     let junk = dir.join("junk.auscope");
     std::fs::write(&junk, b"this is not sqlite, but it is long enough to have a header ................................................").expect("junk");
@@ -197,5 +210,52 @@ fn bad_project_files_are_refused_clearly_and_left_unchanged() {
     other.execute_batch("ROLLBACK;").expect("unlock");
     s.edit("ana", "AU12", &change).expect("after the lock");
     assert_eq!(s.labels(Some(Source::Coder), None).expect("labels").len(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A project made by the release before events (format 1: labels, an
+/// analysis of single_face.mp4 with the blendshape baseline, alice's AU12
+/// labels on frames 10-39) opens, is upgraded in place after a backup
+/// copy, loses nothing, and takes events.
+#[test]
+fn a_format_1_project_is_upgraded_after_a_backup_and_loses_nothing() {
+    let dir = scratch("store-upgrade");
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format1/single_face.mp4.auscope");
+    let path = dir.join("single_face.mp4.auscope");
+    std::fs::copy(&fixture, &path).expect("copy");
+    let old = rusqlite::Connection::open(&fixture).expect("fixture");
+    let count = |c: &rusqlite::Connection, table: &str| -> i64 { c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)).expect("count") };
+    let format: String = old.query_row("SELECT value FROM meta WHERE key = 'format'", [], |r| r.get(0)).expect("format");
+    assert_eq!(format, "1");
+    let (labels, faces, aus) = (count(&old, "labels"), count(&old, "analysed_faces"), count(&old, "analysed_aus"));
+    assert!(labels == 30 && faces == 72 && aus == 72, "{labels} {faces} {aus}");
+
+    let mut s = Store::open(&path).expect("upgrade");
+    let up = s.upgraded().cloned().expect("upgraded");
+    assert_eq!(up.from, 1);
+    assert_eq!(up.backup, dir.join("single_face.mp4.auscope.format1-backup"));
+    assert_eq!(s.meta("format").expect("meta").as_deref(), Some("2"));
+    // The backup is the old project, as it was.
+    let backup = rusqlite::Connection::open(&up.backup).expect("backup");
+    let bformat: String = backup.query_row("SELECT value FROM meta WHERE key = 'format'", [], |r| r.get(0)).expect("format");
+    assert_eq!((bformat.as_str(), count(&backup, "labels"), count(&backup, "analysed_faces")), ("1", 30, 72));
+    // Nothing lost in the upgraded one.
+    let alice = s.labels(Some(Source::Coder), Some("alice")).expect("labels");
+    assert_eq!(alice.len(), 30);
+    assert_eq!(alice.iter().filter(|l| l.value.occurrence).count(), 20);
+    assert_eq!(alice.iter().find(|l| l.key.frame == 20).expect("frame 20").value.intensity, Some(3));
+    assert_eq!(s.analysed_faces().expect("faces").len(), 72);
+    assert_eq!(s.analysed_aus("blendshape-baseline").expect("aus").len(), 72);
+    assert!(s.analysis().expect("progress").expect("a run").finished);
+    // Events work on it; the person is the analysed face's identity.
+    let track = s.analysed_faces().expect("faces")[&(50, 0)].track;
+    s.add_event("alice", EventSpan::new(track, "AU06", 45, 55)).expect("event");
+    assert_eq!(s.labels(Some(Source::Coder), Some("alice")).expect("labels").iter().filter(|l| l.key.au == "AU06").count(), 11);
+    drop(s);
+    // Opening again upgrades nothing more.
+    let s = Store::open(&path).expect("reopen");
+    assert!(s.upgraded().is_none());
+    assert_eq!(s.events(Some("alice")).expect("events").len(), 1);
+    assert!(!dir.join("single_face.mp4.auscope.format1-backup-2").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }

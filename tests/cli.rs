@@ -396,11 +396,20 @@ fn labels_import_export_agreement_and_finetune_a_project() {
     let agree = auscope(&["labels", "agreement", "--project", &s(&clip), "coder:alice", "coder:bob", "--json"]);
     assert!(agree.status.success(), "{}", String::from_utf8_lossy(&agree.stderr));
     let rows: serde_json::Value = serde_json::from_slice(&agree.stdout).expect("json");
-    let au12 = rows.as_array().expect("rows").iter().find(|r| r["au"] == "AU12").expect("AU12");
-    // 6 of 12 agree (both present): F1 = 2*6/(2*6+6) = 2/3, kappa 0.
+    assert_eq!(rows["pairs"].as_array().expect("pairs").len(), 1);
+    let au12 = rows["pairs"][0]["aus"].as_array().expect("rows").iter().find(|r| r["au"] == "AU12").expect("AU12");
+    // 6 of 12 agree (both present): F1 = 2*6/(2*6+6) = 2/3, kappa 0;
+    // alpha -0.2778 (PyPI `krippendorff` on the same two rows).
     assert_eq!(au12["n"], 12);
     assert!((au12["f1"].as_f64().expect("f1") - 2.0 / 3.0).abs() < 1e-9, "{au12}");
     assert!(au12["kappa"].as_f64().expect("kappa").abs() < 1e-9, "{au12}");
+    assert!((au12["alpha"].as_f64().expect("alpha") + 0.2777777777777777).abs() < 1e-9, "{au12}");
+    // Ekman-Friesen: AU12 both on 6 faces, AU06 alice on 3 of the faces bob
+    // also labelled; 2*6 / (6+3 + 12) = 12/21.
+    assert!((rows["pairs"][0]["ef_ratio"].as_f64().expect("ratio") - 12.0 / 21.0).abs() < 1e-9, "{rows}");
+    // The table says the same in words.
+    let table = ok(&["labels", "agreement", "--project", &s(&clip), "coder:alice", "coder:bob"]);
+    assert!(table.contains("alpha-I") && table.contains("Ekman-Friesen agreement ratio: 0.571"), "{table}");
     // Export round trip: the JSON holds alice's labels with intensity letters.
     let json = dir.join("alice.json");
     ok(&["labels", "export", "--project", &s(&clip), "--out", &s(&json), "--source", "coder", "--who", "alice"]);
@@ -415,7 +424,36 @@ fn labels_import_export_agreement_and_finetune_a_project() {
     let out = auscope(&["labels", "import", "--project", &s(&clip), &s(&odd)]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("unknown: [\"mood\"]"), "{err}");
+    assert!(err.contains("unknown: [\"mood\"]") && err.contains(&format!("label file {}", odd.display())), "{err}");
+
+    // AU events: an events CSV in, listed, out to ELAN and back into another project.
+    let events = dir.join("events.csv");
+    std::fs::write(&events, "who,person,au,onset,apex,offset,intensity,origin,time_ms\ncarl,0,AU12,10,15,30,D,,\ncarl,0,AU04,40,41,44,,,\n").expect("csv");
+    assert!(ok(&["labels", "import", "--project", &s(&clip), &s(&events)]).contains("imported 0 labels and 2 events"));
+    let listed = ok(&["labels", "events", "--project", &s(&clip), "--coder", "carl"]);
+    assert!(listed.contains("AU12") && listed.contains("2 events"), "{listed}");
+    let eaf = dir.join("carl.eaf");
+    assert!(ok(&["labels", "export", "--project", &s(&clip), "--who", "carl", "--out", &s(&eaf)]).contains("wrote 2 events"));
+    let elan = std::fs::read_to_string(&eaf).expect("eaf");
+    assert!(elan.contains("TIER_ID=\"AU12 carl\"") && elan.contains("PARENT_REF=\"AU12 carl\"") && elan.contains("clip.mp4"), "{elan}");
+    let copy = dir.join("copy.mp4");
+    std::fs::copy(video("single_face.mp4"), &copy).expect("copy");
+    assert!(ok(&["labels", "import", "--project", &s(&copy), &s(&eaf)]).contains("imported 2 events"));
+    let back = ok(&["labels", "events", "--project", &s(&copy)]);
+    assert!(back.contains("AU12") && back.contains("15") && back.contains("30") && back.contains("D"), "{back}");
+    // An .eaf with a tier that is not an AU's is refused, the project unchanged.
+    let odd_eaf = dir.join("odd.eaf");
+    std::fs::write(&odd_eaf, elan.replace("TIER_ID=\"AU04 carl\"", "TIER_ID=\"gesture\"")).expect("eaf");
+    let before = std::fs::read(dir.join("copy.mp4.auscope")).expect("project");
+    let out = auscope(&["labels", "import", "--project", &s(&copy), &s(&odd_eaf)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("odd.eaf") && err.contains("'gesture'"), "{err}");
+    assert_eq!(std::fs::read(dir.join("copy.mp4.auscope")).expect("project"), before);
+    // Events past the clip's 72 frames: refused by name.
+    std::fs::write(&events, "who,person,au,onset,apex,offset,intensity,origin,time_ms\ncarl,0,AU01,60,70,80,,,\n").expect("csv");
+    let out = auscope(&["labels", "import", "--project", &s(&copy), &s(&events)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("events.csv") && err.contains("past the media's last frame 71"), "{err}");
 
     // Fine-tune on alice's corrections, adopt the result.
     let text = ok(&["--device", "cpu", "finetune", "--project", &s(&clip), "--model", "lrp-arl-ff", "--coder", "alice", "--epochs", "1", "--adopt"]);

@@ -33,6 +33,8 @@ pub enum CoreError {
     Graph(String),
     #[error("model: {0}")]
     Model(String),
+    #[error("label file {path}: {reason}")]
+    LabelFile { path: PathBuf, reason: String },
     #[error("training data: {0}")]
     Data(String),
     #[error("training: {0}")]

@@ -10,6 +10,9 @@
 
 pub mod agreement;
 pub mod analysed;
+pub mod elan;
+pub mod events;
+pub mod proposals;
 pub mod openface;
 pub mod plain;
 pub mod review;

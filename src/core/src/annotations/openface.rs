@@ -16,7 +16,7 @@ use crate::error::CoreError;
 use crate::training::data::au_name;
 
 fn bad(path: &Path, m: impl std::fmt::Display) -> CoreError {
-    CoreError::Data(format!("{}: {m}", path.display()))
+    CoreError::LabelFile { path: path.to_path_buf(), reason: m.to_string() }
 }
 
 /// What an import read.

@@ -22,7 +22,9 @@ use crate::error::CoreError;
 pub type CodedFaces = BTreeMap<(usize, usize), BTreeMap<usize, bool>>;
 
 /// The project format this version writes and the newest it reads.
-pub const FORMAT: i64 = 1;
+/// Format 2 added AU events ([`super::events`]); a format-1 project is
+/// upgraded in place when opened for writing, after a backup copy.
+pub const FORMAT: i64 = 2;
 
 /// Per-frame facts of an imported tracker (OpenFace): kept for export.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -43,6 +45,15 @@ pub struct Store {
     pub(super) conn: Connection,
     path: PathBuf,
     read_only: bool,
+    /// The backup written when this open upgraded an older project.
+    upgraded: Option<Upgrade>,
+}
+
+/// An older project upgraded on open: its format and the copy kept of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Upgrade {
+    pub from: i64,
+    pub backup: PathBuf,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -77,15 +88,44 @@ impl Store {
         };
         // Wait briefly for another writer, then say it is locked.
         conn.busy_timeout(std::time::Duration::from_millis(1500)).map_err(|e| err(&e))?;
-        let mut store = Store { conn, path: path.to_path_buf(), read_only };
-        store.check_format()?;
+        let mut store = Store { conn, path: path.to_path_buf(), read_only, upgraded: None };
+        let format = store.check_format()?;
+        if !store.read_only && let Some(from) = format.filter(|&f| f < FORMAT) {
+            store.upgraded = Some(store.backup_before_upgrade(from)?);
+        }
         if !store.read_only {
             store.conn.pragma_update(None, "synchronous", "FULL").map_err(|e| err(&e))?;
             // A long analysis writes hundreds of MB; the log need not stay that big.
             store.conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024).map_err(|e| err(&e))?;
             store.create()?;
+            if store.upgraded.is_some() {
+                store.conn.execute("UPDATE meta SET value = ?1 WHERE key = 'format'", [FORMAT.to_string()]).map_err(|e| err(&e))?;
+            }
         }
         Ok(store)
+    }
+
+    /// A consistent copy of the project as it is (WAL included) beside it,
+    /// `<project>.format<N>-backup`, before an upgrade changes it.
+    fn backup_before_upgrade(&self, from: i64) -> Result<Upgrade, CoreError> {
+        let name = self.path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let backup = (1..)
+            .map(|n: u32| self.path.with_file_name(if n == 1 { format!("{name}.format{from}-backup") } else { format!("{name}.format{from}-backup-{n}") }))
+            .find(|p| !p.exists())
+            .expect("a free name");
+        self.conn.execute("VACUUM INTO ?1", [backup.to_string_lossy()]).map_err(|e| {
+            CoreError::Project(format!(
+                "{}: project format {from} needs an upgrade to {FORMAT}, but its backup {} could not be written ({e}); the project was not changed",
+                self.path.display(),
+                backup.display()
+            ))
+        })?;
+        Ok(Upgrade { from, backup })
+    }
+
+    /// The upgrade this open made of an older project (None: none).
+    pub fn upgraded(&self) -> Option<&Upgrade> {
+        self.upgraded.as_ref()
     }
 
     /// The project of a media file (`<media>.auscope`), recording the
@@ -119,13 +159,14 @@ impl Store {
         describe(&self.path, e)
     }
 
-    fn check_format(&self) -> Result<(), CoreError> {
+    /// The project's format (None: a new, empty file).
+    fn check_format(&self) -> Result<Option<i64>, CoreError> {
         if !self.has_table("meta")? {
             let tables: i64 = self.conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0)).map_err(|e| self.err(&e))?;
             if tables > 0 {
                 return Err(CoreError::Project(format!("{}: an SQLite file, but not an auscope project; it was not changed", self.path.display())));
             }
-            return Ok(());
+            return Ok(None);
         }
         let format: Option<String> = self
             .conn
@@ -139,7 +180,7 @@ impl Store {
                 self.path.display()
             )));
         }
-        Ok(())
+        Ok(Some(format))
     }
 
     fn create(&mut self) -> Result<(), CoreError> {
@@ -147,7 +188,7 @@ impl Store {
             .execute_batch(
                 "BEGIN;
                  CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-                 INSERT OR IGNORE INTO meta VALUES ('format', '1');
+                 INSERT OR IGNORE INTO meta VALUES ('format', '2');
                  CREATE TABLE IF NOT EXISTS labels (
                      frame INTEGER NOT NULL, face INTEGER NOT NULL, au TEXT NOT NULL,
                      source TEXT NOT NULL CHECK (source IN ('model', 'coder')), who TEXT NOT NULL,
@@ -165,6 +206,7 @@ impl Store {
             )
             .map_err(|e| self.err(&e))?;
         self.conn.execute_batch(super::analysed::SCHEMA).map_err(|e| self.err(&e))?;
+        self.conn.execute_batch(super::events::SCHEMA).map_err(|e| self.err(&e))?;
         if !self.has_table("coded_faces")? {
             // Projects from before the summary: made once from the labels.
             self.conn
@@ -208,19 +250,13 @@ impl Store {
         let path = self.path.clone();
         let e = |x: rusqlite::Error| describe(&path, &x);
         let tx = self.conn.transaction().map_err(e)?;
-        tx.execute("DELETE FROM step_rows WHERE step IN (SELECT step FROM steps WHERE undone = 1)", []).map_err(e)?;
-        tx.execute("DELETE FROM steps WHERE undone = 1", []).map_err(e)?;
-        tx.execute("INSERT INTO steps (what, who, time_ms) VALUES (?1, ?2, ?3)", params![what, coder, now_ms()]).map_err(e)?;
-        let step = tx.last_insert_rowid();
+        let step = begin_step(&tx, coder, what).map_err(e)?;
         for c in changes {
             let before = read_value(&tx, &c.key, Source::Coder, coder).map_err(e)?;
             write_value(&tx, &c.key, Source::Coder, coder, c.value.as_ref()).map_err(e)?;
-            tx.execute(
-                "INSERT INTO step_rows VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![step, c.key.frame as i64, c.key.face as i64, c.key.au, json(before.as_ref()), json(c.value.as_ref())],
-            )
-            .map_err(e)?;
+            record_row(&tx, step, &c.key, before.as_ref(), c.value.as_ref()).map_err(e)?;
         }
+        super::events::cut_for_frame_edits(&tx, step, coder, changes).map_err(e)?;
         refresh_coded(&tx, changes.iter().map(|c| (coder, c.key.frame, c.key.face))).map_err(e)?;
         tx.commit().map_err(e)
     }
@@ -267,6 +303,7 @@ impl Store {
             changes.push(Change { key, value });
         }
         refresh_coded(&tx, changes.iter().map(|c| (coder, c.key.frame, c.key.face))).map_err(e)?;
+        super::events::replay_events(&tx, step, coder, undo).map_err(e)?;
         tx.execute("UPDATE steps SET undone = ?1 WHERE step = ?2", params![undo as i64, step]).map_err(e)?;
         tx.commit().map_err(e)?;
         Ok(Some(changes))
@@ -426,7 +463,25 @@ fn row_label(r: &rusqlite::Row) -> rusqlite::Result<Label> {
     })
 }
 
-fn read_value(tx: &Transaction, k: &LabelKey, source: Source, who: &str) -> rusqlite::Result<Option<LabelValue>> {
+/// A new undo step of `coder` (clearing what they could redo); its number.
+pub(super) fn begin_step(tx: &Transaction, coder: &str, what: &str) -> rusqlite::Result<i64> {
+    tx.execute("DELETE FROM step_rows WHERE step IN (SELECT step FROM steps WHERE undone = 1 AND who = ?1)", [coder])?;
+    tx.execute("DELETE FROM step_events WHERE step IN (SELECT step FROM steps WHERE undone = 1 AND who = ?1)", [coder])?;
+    tx.execute("DELETE FROM steps WHERE undone = 1 AND who = ?1", [coder])?;
+    tx.execute("INSERT INTO steps (what, who, time_ms) VALUES (?1, ?2, ?3)", params![what, coder, now_ms()])?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// One label's value before and after, in undo step `step`.
+pub(super) fn record_row(tx: &Transaction, step: i64, key: &LabelKey, before: Option<&LabelValue>, after: Option<&LabelValue>) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO step_rows VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![step, key.frame as i64, key.face as i64, key.au, json(before), json(after)],
+    )?;
+    Ok(())
+}
+
+pub(super) fn read_value(tx: &Transaction, k: &LabelKey, source: Source, who: &str) -> rusqlite::Result<Option<LabelValue>> {
     tx.query_row(
         "SELECT occurrence, intensity, score FROM labels WHERE frame = ?1 AND face = ?2 AND au = ?3 AND source = ?4 AND who = ?5",
         params![k.frame as i64, k.face as i64, k.au, source.name(), who],
@@ -435,7 +490,7 @@ fn read_value(tx: &Transaction, k: &LabelKey, source: Source, who: &str) -> rusq
     .optional()
 }
 
-fn write_value(tx: &Transaction, k: &LabelKey, source: Source, who: &str, v: Option<&LabelValue>) -> rusqlite::Result<()> {
+pub(super) fn write_value(tx: &Transaction, k: &LabelKey, source: Source, who: &str, v: Option<&LabelValue>) -> rusqlite::Result<()> {
     match v {
         Some(v) => tx.execute(
             "INSERT OR REPLACE INTO labels VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -463,7 +518,7 @@ fn parse_coded(item: &str) -> Option<(&str, LabelValue)> {
 
 /// Bring the per-face summary of coder labels in step with the labels of
 /// the (coder, frame, face)s just written, in the same transaction.
-fn refresh_coded<'a>(tx: &Transaction, faces: impl Iterator<Item = (&'a str, usize, usize)>) -> rusqlite::Result<()> {
+pub(super) fn refresh_coded<'a>(tx: &Transaction, faces: impl Iterator<Item = (&'a str, usize, usize)>) -> rusqlite::Result<()> {
     let faces: std::collections::BTreeSet<(&str, usize, usize)> = faces.collect();
     let mut clear = tx.prepare_cached("DELETE FROM coded_faces WHERE who = ?1 AND frame = ?2 AND face = ?3")?;
     let mut fill = tx.prepare_cached(&format!(
